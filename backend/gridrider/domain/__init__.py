@@ -1,0 +1,1 @@
+"""Rules: states and transitions, dedupe, deadlines, points, geo. No HTTP, no SQL strings."""

@@ -1,0 +1,82 @@
+"""Typed errors the domain raises; only the API edge turns them into HTTP (api/problems.py).
+
+Every error has a machine `code` and a message in zh-CN and English, looked up in MESSAGES by code
+so the same code always reads the same to a person.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+# code → (zh-CN, en). One place for every human text an error can carry.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "internal": ("服务器出错了，请稍后重试。", "Something went wrong on our side; please try again."),
+    "not_found": ("找不到该内容。", "Not found."),
+    "method_not_allowed": ("不支持该请求方法。", "This method is not allowed here."),
+    "body_too_large": ("上传内容太大。", "The request body is too large."),
+    "validation_failed": ("提交的内容有误，请检查后重试。", "Some fields are invalid; please check them."),
+    "malformed_body": ("请求格式不正确。", "The request body could not be read."),
+    "unauthorized": ("请先登录。", "Please sign in."),
+    "forbidden": ("没有权限执行此操作。", "You are not allowed to do this."),
+    "rate_limited": ("操作太频繁，请稍后再试。", "Too many requests; please try again shortly."),
+    "invalid_transition": ("当前状态下不能执行此操作。", "This action is not possible in the current state."),
+    "conflict": ("内容已被他人修改，请刷新后重试。", "Someone else changed this; refresh and try again."),
+    "unsupported_media_type": ("不支持的文件类型。", "This file type is not supported."),
+    "service_unavailable": ("服务暂时不可用。", "The service is temporarily unavailable."),
+}
+
+
+def message_for(code: str, lang: str) -> str:
+    zh, en = MESSAGES.get(code, MESSAGES["internal"])
+    return en if lang == "en" else zh
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    code: str
+    message: str
+
+
+class DomainError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str | None = None, *, errors: list[FieldError] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail  # extra English detail for logs and developers; never a secret
+        self.errors = errors or []
+        self.headers = headers or {}
+
+
+class NotFound(DomainError):
+    status, code = 404, "not_found"
+
+
+class Unauthorized(DomainError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(DomainError):
+    status, code = 403, "forbidden"
+
+
+class ValidationFailed(DomainError):
+    status, code = 422, "validation_failed"
+
+
+class InvalidTransition(DomainError):
+    status, code = 409, "invalid_transition"
+
+
+class Conflict(DomainError):
+    status, code = 409, "conflict"
+
+
+class RateLimited(DomainError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(headers={"Retry-After": str(max(1, int(retry_after_s)))})

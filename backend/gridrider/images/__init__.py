@@ -1,0 +1,1 @@
+"""Photos: the blob store interface and (later) the Pillow pipeline."""

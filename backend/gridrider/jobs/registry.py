@@ -1,0 +1,27 @@
+"""Every job kind the workers run: kind → handler (and what to do when it dies)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gridrider.jobs import maintenance
+from gridrider.jobs.queue import DEFAULT_QUEUE, queue_for
+from gridrider.jobs.runner import DeadHandler, Handler
+
+
+@dataclasses.dataclass(frozen=True)
+class JobKind:
+    handler: Handler
+    on_dead: DeadHandler | None = None
+    lease_s: int | None = None  # None → the GRIDRIDER_JOB_LEASE_S default
+
+
+JOB_KINDS: dict[str, JobKind] = {
+    "prune_jobs": JobKind(maintenance.prune_jobs),
+    "sweep_orphan_blobs": JobKind(maintenance.sweep_orphan_blobs),
+}
+
+
+def queues_in_use() -> list[str]:
+    """The default queue (it runs the crons) and every queue some job kind is routed to."""
+    return sorted({DEFAULT_QUEUE, *(queue_for(kind) for kind in JOB_KINDS)})

@@ -1,0 +1,79 @@
+"""arq workers: one per queue, every job kind registered by name, crons for the relay and housekeeping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.cron import cron
+from arq.worker import Function, Worker, func
+
+from gridrider.clock import Clock, SystemClock
+from gridrider.config import Settings
+from gridrider.db.pool import create_pool
+from gridrider.images.blobs import BlobStore, LocalBlobStore
+from gridrider.jobs.maintenance import schedule_maintenance
+from gridrider.jobs.queue import DEFAULT_QUEUE, arq_redis, queue_for
+from gridrider.jobs.registry import JOB_KINDS, JobKind
+from gridrider.jobs.relay import relay_due_jobs
+from gridrider.jobs.runner import run_job_row
+from gridrider.services import Services
+
+
+def _arq_function(kind: str, spec: JobKind, settings: Settings) -> Function:
+    async def run(ctx: dict[str, Any], job_id: int) -> str:
+        return await run_job_row(ctx["services"], job_id, spec.handler, on_dead=spec.on_dead, lease_s=spec.lease_s)
+
+    run.__qualname__ = kind
+    # arq must never retry on its own: the relay is the one retry mechanism (DESIGN.md §7).
+    return func(run, name=kind, max_tries=1, timeout=(spec.lease_s or settings.job_lease_s))
+
+
+async def _relay(ctx: dict[str, Any]) -> int:
+    return await relay_due_jobs(ctx["services"])
+
+
+async def _schedule_maintenance(ctx: dict[str, Any]) -> int:
+    return await schedule_maintenance(ctx["services"])
+
+
+def default_blob_store(settings: Settings) -> LocalBlobStore:
+    return LocalBlobStore(settings.data_dir / "blobs")
+
+
+def build_worker(
+    settings: Settings, *, queue: str = DEFAULT_QUEUE, clock: Clock | None = None,
+    blobs: BlobStore | None = None, burst: bool = False, handle_signals: bool = True, max_jobs: int = 10,
+) -> Worker:
+    assert settings.database_url and settings.redis_url, "resolve the embedded URLs before building a worker"
+    redis = arq_redis(settings.redis_url)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        pool = await create_pool(settings.database_url, min_size=1, max_size=max_jobs + 2)
+        ctx["services"] = Services(
+            settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
+            blobs=blobs or default_blob_store(settings),
+        )
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        services: Services | None = ctx.get("services")
+        if services is not None:
+            await services.pool.close()
+
+    functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]
+    crons = []
+    if queue == DEFAULT_QUEUE:
+        every = settings.relay_every_s
+        crons = [
+            cron(_relay, name="relay", second=set(range(0, 60, every)) if every < 60 else {0},
+                 run_at_startup=True, timeout=60),
+            cron(_schedule_maintenance, name="schedule_maintenance", minute={17}, second={0}, timeout=60),
+        ]
+    return Worker(
+        functions=functions, cron_jobs=crons, queue_name=queue, redis_pool=redis, burst=burst,
+        on_startup=startup, on_shutdown=shutdown, handle_signals=handle_signals, max_jobs=max_jobs,
+        job_timeout=settings.job_lease_s, poll_delay=0.2, keep_result=3600,
+        # The job table holds outcomes; arq's result keys only serve to drop duplicate ids.
+        max_tries=1,
+    )
+
+
