@@ -69,16 +69,12 @@ def stop_embedded(started: Sequence) -> None:
 
 
 async def _migrate(settings: Settings) -> list[int]:
-    from gridrider.db import categories as db_categories
-    from gridrider.db.migrate import migrate
+    from gridrider.db.migrate import migrate_and_seed_defaults
     from gridrider.db.pool import connect
-    from gridrider.domain.categories import DEFAULT_CATEGORIES
 
     conn = await connect(settings.database_url)
     try:
-        applied = await migrate(conn)
-        await db_categories.insert_missing_categories(conn, DEFAULT_CATEGORIES)
-        return applied
+        return await migrate_and_seed_defaults(conn)
     finally:
         await conn.close()
 

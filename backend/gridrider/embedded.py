@@ -8,6 +8,7 @@ Redis keeps nothing on disk: queued arq entries vanish on restart, which is safe
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -42,6 +43,7 @@ class EmbeddedPostgres:
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import pgserver  # heavy import; only the embedded mode needs it
 
+        _forget_dead_handles(self.pgdata)
         self._server = pgserver.get_server(self.pgdata, cleanup_mode="stop")
         if DATABASE_NAME not in self._server.psql("SELECT datname FROM pg_database;"):
             self._server.psql(f"CREATE DATABASE {DATABASE_NAME};")
@@ -55,6 +57,34 @@ class EmbeddedPostgres:
                 self._server.cleanup()
             self._server = None
             log.info("embedded.postgres_stopped")
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that are gone from pgserver's handle list.
+
+    pgserver stops the server only when the last live handle closes; a handle left by a process
+    that was killed would otherwise keep the server running forever after our Ctrl-C.
+    """
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if isinstance(pid, int) and _pid_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def free_loopback_port() -> int:

@@ -6,6 +6,7 @@ import asyncio
 
 import msgspec
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from redis.exceptions import RedisError
 
 from gridrider.db.migrate import schema_is_current
@@ -26,7 +27,7 @@ class HealthController(Controller):
         return {"status": "alive"}
 
     @get("/readyz", operation_id="getReadyz", opt=PUBLIC, include_in_schema=False, cache_control=None)
-    async def readyz(self, services: Services) -> Response[Health]:
+    async def readyz(self, services: NamedDependency[Services]) -> Response[Health]:
         database, redis = await asyncio.gather(_database_state(services), _redis_state(services))
         if database != "ok":
             return Response(Health("unavailable", database, redis), status_code=503)

@@ -103,3 +103,13 @@ async def schema_is_current(conn: asyncpg.Connection, directory: Path = MIGRATIO
         return False
     migrations = available_migrations(directory)
     return bool(migrations) and latest == migrations[-1].version
+
+
+async def migrate_and_seed_defaults(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
+    """What `gridrider migrate` does: apply migrations, then add default categories that are missing."""
+    from gridrider.db.categories import insert_missing_categories
+    from gridrider.domain.categories import DEFAULT_CATEGORIES
+
+    applied = await migrate(conn, directory)
+    await insert_missing_categories(conn, DEFAULT_CATEGORIES)
+    return applied

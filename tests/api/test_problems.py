@@ -1,0 +1,97 @@
+"""Every error is problem+json with a machine code, in Chinese by default and English on request."""
+
+from litestar import post
+from litestar.params import JSONBody, RequestBody
+
+from gridrider.errors import NotFound, ValidationFailed
+
+
+async def test_unknown_path_is_a_chinese_problem_by_default(client):
+    reply = await client.get("/api/v1/nothing-here")
+    assert reply.status_code == 404
+    assert reply.headers["content-type"].startswith("application/problem+json")
+    body = reply.json()
+    assert body["code"] == "not_found"
+    assert body["status"] == 404
+    assert body["title"] == "找不到该内容。"
+
+
+async def test_english_on_request(client):
+    reply = await client.get("/api/v1/nothing-here", headers={"Accept-Language": "en-GB,en;q=0.9,zh;q=0.5"})
+    assert reply.json()["title"] == "Not found."
+    assert reply.headers["content-language"] == "en"
+
+
+async def test_chinese_wins_when_preferred(client):
+    reply = await client.get("/api/v1/nothing-here", headers={"Accept-Language": "en;q=0.4, zh-CN"})
+    assert reply.json()["title"] == "找不到该内容。"
+
+
+async def test_wrong_method_is_405_with_a_code(client):
+    reply = await client.post("/healthz")
+    assert reply.status_code == 405
+    assert reply.json()["code"] == "method_not_allowed"
+
+
+async def test_domain_errors_keep_their_status_code_and_field_errors(client):
+    from gridrider.errors import FieldError
+
+    @post("/test/fails", opt={"access": "public"}, status_code=201)
+    async def fails(data: JSONBody[dict]) -> dict:
+        if data.get("kind") == "missing":
+            raise NotFound()
+        raise ValidationFailed(errors=[FieldError("lat", "out_of_range", "纬度超出范围")])
+
+    client.app.register(fails)
+    missing = await client.post("/test/fails", json={"kind": "missing"})
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+    invalid = await client.post("/test/fails", json={"kind": "invalid"})
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"] == [{"field": "lat", "code": "out_of_range", "message": "纬度超出范围"}]
+
+
+async def test_malformed_json_is_400_not_500(client):
+    @post("/test/echo", opt={"access": "public"})
+    async def echo(data: JSONBody[dict]) -> dict:
+        return data
+
+    client.app.register(echo)
+    reply = await client.post("/test/echo", content=b"{not json", headers={"content-type": "application/json"})
+    assert reply.status_code == 400
+    assert reply.json()["code"] == "malformed_body"
+
+
+async def test_body_over_the_limit_is_413(client):
+    @post("/test/sink", opt={"access": "public"})
+    async def sink(data: RequestBody[bytes]) -> dict:
+        return {"n": len(data)}
+
+    client.app.register(sink)
+    too_big = client.app.state.services.settings.max_body_bytes + 1
+    reply = await client.post("/test/sink", content=b"x" * too_big, headers={"content-type": "application/octet-stream"})
+    assert reply.status_code == 413
+    assert reply.json()["code"] == "body_too_large"
+
+
+async def test_an_unexpected_exception_is_a_500_problem_without_a_stack_trace(client):
+    @post("/test/boom", opt={"access": "public"})
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    client.app.register(boom)
+    reply = await client.post("/test/boom")
+    assert reply.status_code == 500
+    assert reply.json()["code"] == "internal"
+    assert "secret internals" not in reply.text and "Traceback" not in reply.text
+
+
+async def test_the_placeholder_pwa_is_served_at_the_root(client):
+    reply = await client.get("/")
+    assert reply.status_code == 200
+    assert "随手拍" in reply.text
+
+
+async def test_openapi_schema_is_published(client):
+    reply = await client.get("/schema/openapi.json")
+    assert reply.status_code == 200
+    assert reply.json()["openapi"].startswith("3.1")

@@ -1,0 +1,208 @@
+"""Real PostgreSQL and Redis for every test; only third parties are stood in for.
+
+- PostgreSQL: DATABASE_URL's server when set (each xdist worker gets its own database, built by
+  the real migrations), else an embedded pgserver per worker. Tables are emptied before each test
+  that asks for `db`.
+- Redis: REDIS_URL's server when set, using a database index of its own per xdist worker (emptied
+  before each test), else an embedded redis-server per worker. Tests that break Redis or
+  PostgreSQL (flush everything, stop, kill) start their own servers (`own_redis`, `own_postgres`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from litestar.testing import AsyncTestClient
+
+from gridrider.app import create_app
+from gridrider.clock import SHANGHAI, ManualClock
+from gridrider.config import Settings, load_settings
+from gridrider.db.migrate import migrate_and_seed_defaults
+from gridrider.db.pool import connect, create_pool
+from gridrider.embedded import EmbeddedPostgres, EmbeddedRedis
+from gridrider.images.blobs import LocalBlobStore
+from gridrider.jobs.queue import arq_redis
+from gridrider.services import Services
+
+# A fixed, recognisable instant: Thursday 2026-11-26 10:00 in Shanghai.
+T0 = dt.datetime(2026, 11, 26, 10, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)
+
+TEST_SECRETS = {
+    "session_secret": "s" * 48,
+    "url_signing_secret": "u" * 48,
+}
+
+
+def _worker_index(config: pytest.Config) -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw") or 0)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def worker_index(request: pytest.FixtureRequest) -> int:
+    return _worker_index(request.config)
+
+
+@pytest.fixture(scope="session")
+def session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("session")
+
+
+@pytest.fixture(scope="session")
+def vapid_pem() -> str:
+    from gridrider.embedded import generate_vapid_private_key_pem
+
+    return generate_vapid_private_key_pem()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(session_tmp: Path) -> Iterator[str]:
+    """A URL of a PostgreSQL server whose databases this worker may create and drop."""
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    server = EmbeddedPostgres(session_tmp / "embedded")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str, worker_index: int) -> str:
+    """This worker's own database, freshly built by the real migrations."""
+    name = f"gridrider_test_{worker_index}"
+
+    async def build() -> None:
+        admin = await asyncpg.connect(_with_database(postgres_server_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        conn = await connect(_with_database(postgres_server_url, name))
+        try:
+            await migrate_and_seed_defaults(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return _with_database(postgres_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def redis_url(session_tmp: Path, worker_index: int) -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        parts = urlsplit(os.environ["REDIS_URL"])
+        # Database 0 is left to whoever else uses this server; workers take 1, 2, …
+        yield urlunsplit(parts._replace(path=f"/{1 + worker_index % 15}"))
+        return
+    server = EmbeddedRedis(session_tmp / "embedded")
+    yield server.start()
+    server.stop()
+
+
+def make_settings(data_dir: Path, database_url: str | None, redis_url: str | None, vapid_pem: str,
+                  **overrides: object) -> Settings:
+    return load_settings(
+        {}, database_url=database_url, redis_url=redis_url, data_dir=data_dir, vapid_private_key=vapid_pem,
+        job_lease_s=30, job_backoff_s=0.01, **TEST_SECRETS, **overrides,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, redis_url: str, vapid_pem: str) -> Settings:
+    return make_settings(tmp_path / "data", database_url, redis_url, vapid_pem)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+# Emptying tables is test-only housekeeping; replica mode skips the append-only triggers for it.
+TRUNCATE_ALL_SQL = """
+DO $$
+DECLARE names text;
+BEGIN
+  SELECT string_agg(format('%I', tablename), ', ') INTO names
+  FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ('schema_migrations', 'categories');
+  EXECUTE 'TRUNCATE ' || names || ' RESTART IDENTITY CASCADE';
+END $$;
+"""
+
+
+@pytest_asyncio.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on this worker's database, all tables emptied first (categories keep their defaults)."""
+    pool = await create_pool(database_url, min_size=1, max_size=5)
+    async with pool.acquire() as conn:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(TRUNCATE_ALL_SQL)
+        await conn.execute("RESET session_replication_role")
+    yield pool
+    await pool.close()
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator:
+    client = arq_redis(redis_url)
+    await client.flushdb()  # this worker's own database index only
+    yield client
+    await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def services(settings: Settings, clock: ManualClock, db: asyncpg.Pool, redis) -> Services:
+    return Services(settings=settings, clock=clock, pool=db, redis=redis,
+                    blobs=LocalBlobStore(settings.data_dir / "blobs"))
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings, clock: ManualClock, db: asyncpg.Pool, redis) -> AsyncIterator[AsyncTestClient]:
+    app = create_app(settings, clock=clock)
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+# ── servers a test may break ─────────────────────────────────────────────────────────────────────
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "own-redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
+    """A private PostgreSQL (started, migrated) that the test may stop."""
+    server = EmbeddedPostgres(tmp_path / "own-pg")
+    url = server.start()
+    server.url = url  # type: ignore[attr-defined]
+
+    async def build() -> None:
+        conn = await connect(url)
+        try:
+            await migrate_and_seed_defaults(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    yield server
+    server.stop()
+    shutil.rmtree(server.pgdata, ignore_errors=True)

@@ -1,0 +1,79 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridrider.config import SettingsError, load_settings
+
+
+def test_defaults_listen_on_loopback_and_derive_the_public_url():
+    settings = load_settings({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.public_url == "http://127.0.0.1:8000"
+    assert settings.data_dir == Path("./var")
+    assert settings.database_url is None and settings.redis_url is None
+
+
+def test_environment_values_are_parsed():
+    settings = load_settings({
+        "DATABASE_URL": "postgresql://u:p@db:5432/gr", "REDIS_URL": "redis://cache:6379/2",
+        "GRIDRIDER_PORT": "9000", "GRIDRIDER_PUBLIC_URL": "https://grid.example.cn/", "GRIDRIDER_DATA_DIR": "/srv/gr",
+    })
+    assert settings.port == 9000
+    assert settings.public_url == "https://grid.example.cn"
+    assert settings.data_dir == Path("/srv/gr")
+
+
+@pytest.mark.parametrize(
+    ("env", "names", "says"),
+    [
+        ({"GRIDRIDER_PORT": "eighty"}, "GRIDRIDER_PORT", "whole number"),
+        ({"GRIDRIDER_PORT": "70000"}, "GRIDRIDER_PORT", "between 1 and 65535"),
+        ({"DATABASE_URL": "mysql://root@db/x"}, "DATABASE_URL", "postgres"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL", "redis"),
+        ({"GRIDRIDER_PUBLIC_URL": "grid.example.cn"}, "GRIDRIDER_PUBLIC_URL", "http"),
+        ({"GRIDRIDER_SESSION_SECRET": "short"}, "GRIDRIDER_SESSION_SECRET", "too short"),
+        ({"GRIDRIDER_VAPID_PRIVATE_KEY": "not a pem"}, "GRIDRIDER_VAPID_PRIVATE_KEY", "PEM"),
+        ({"GRIDRIDER_LOG_LEVEL": "loud"}, "GRIDRIDER_LOG_LEVEL", "debug, info"),
+        ({"GRIDRIDER_JOB_BACKOFF_S": "-1"}, "GRIDRIDER_JOB_BACKOFF_S", "between 0 and 3600"),
+        ({"GRIDRIDER_SESSION_SECRET_FILE": "/nonexistent/secret"}, "GRIDRIDER_SESSION_SECRET_FILE", "cannot read"),
+    ],
+)
+def test_a_bad_value_names_the_setting_and_the_problem(env, names, says):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(names)
+    assert says in str(caught.value)
+
+
+def test_a_password_in_a_bad_url_is_not_echoed():
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"DATABASE_URL": "mysql://admin:hunter2@db/x"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_secret_from_a_file(tmp_path):
+    secret = tmp_path / "session"
+    secret.write_text("k" * 40 + "\n")
+    assert load_settings({"GRIDRIDER_SESSION_SECRET_FILE": str(secret)}).session_secret == "k" * 40
+
+
+def test_the_command_fails_with_one_line_and_no_traceback(tmp_path):
+    env = {**os.environ, "GRIDRIDER_PORT": "not-a-port", "GRIDRIDER_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "gridrider", "migrate"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "gridrider: setting error: GRIDRIDER_PORT: expected a whole number, got 'not-a-port'"
+    ]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_every_setting_is_listed_in_env_example():
+    from gridrider.config import _ENV
+
+    example = (Path(__file__).parents[1] / "deploy" / "env.example").read_text()
+    for name in _ENV:
+        assert f"{name}=" in example, name
