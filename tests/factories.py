@@ -9,8 +9,10 @@ import asyncpg
 
 from gridrider.clock import Clock
 
+Db = asyncpg.Connection | asyncpg.Pool
 
-async def make_member(conn: asyncpg.Connection | asyncpg.Pool, *, role: str = "courier", phone: str | None = None) -> int:
+
+async def make_member(conn: Db, *, role: str = "courier", phone: str | None = None) -> int:
     suffix = uuid.uuid4().hex[:8]
     return await conn.fetchval(
         "INSERT INTO members (role, display_name, pseudonym, phone) VALUES ($1, $2, $3, $4) RETURNING id",
@@ -18,7 +20,7 @@ async def make_member(conn: asyncpg.Connection | asyncpg.Pool, *, role: str = "c
     )
 
 
-async def make_report(conn: asyncpg.Connection | asyncpg.Pool, clock: Clock, *, reporter_id: int,
+async def make_report(conn: Db, clock: Clock, *, reporter_id: int,
                       category: str = "garbage_pileup", lat: float = 42.38, lon: float = 122.53) -> int:
     return await conn.fetchval(
         """INSERT INTO reports (reporter_id, client_id, category, lat, lon, accuracy_m, position_source, cell,
@@ -28,7 +30,7 @@ async def make_report(conn: asyncpg.Connection | asyncpg.Pool, clock: Clock, *, 
     )
 
 
-async def make_photo(conn: asyncpg.Connection | asyncpg.Pool, *, report_id: int, original_key: str,
+async def make_photo(conn: Db, *, report_id: int, original_key: str,
                      position: int = 0) -> int:
     return await conn.fetchval(
         """INSERT INTO photos (report_id, role, position, original_key, upload_sha256, content_type, bytes)

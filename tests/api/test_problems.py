@@ -68,7 +68,8 @@ async def test_body_over_the_limit_is_413(client):
 
     client.app.register(sink)
     too_big = client.app.state.services.settings.max_body_bytes + 1
-    reply = await client.post("/test/sink", content=b"x" * too_big, headers={"content-type": "application/octet-stream"})
+    headers = {"content-type": "application/octet-stream"}
+    reply = await client.post("/test/sink", content=b"x" * too_big, headers=headers)
     assert reply.status_code == 413
     assert reply.json()["code"] == "body_too_large"
 
