@@ -59,8 +59,8 @@ WHERE id = $1 AND attempts = $2 AND state = 'running'
 JOB_MARK_FAILED_SQL = """
 UPDATE jobs
 SET state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'retry' END,
-    run_after = $3, last_error = $4, lease_until = NULL, updated_at = $5,
-    finished_at = CASE WHEN attempts >= max_attempts THEN $5 END
+    run_after = $3, last_error = $4, lease_until = NULL, updated_at = $5::timestamptz,
+    finished_at = CASE WHEN attempts >= max_attempts THEN $5::timestamptz END
 WHERE id = $1 AND attempts = $2 AND state = 'running'
 RETURNING state
 """

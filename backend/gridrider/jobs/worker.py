@@ -43,6 +43,7 @@ def default_blob_store(settings: Settings) -> LocalBlobStore:
 def build_worker(
     settings: Settings, *, queue: str = DEFAULT_QUEUE, clock: Clock | None = None,
     blobs: BlobStore | None = None, burst: bool = False, handle_signals: bool = True, max_jobs: int = 10,
+    with_crons: bool = True,
 ) -> Worker:
     assert settings.database_url and settings.redis_url, "resolve the embedded URLs before building a worker"
     redis = arq_redis(settings.redis_url)
@@ -61,7 +62,7 @@ def build_worker(
 
     functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]
     crons = []
-    if queue == DEFAULT_QUEUE:
+    if queue == DEFAULT_QUEUE and with_crons:
         every = settings.relay_every_s
         crons = [
             cron(_relay, name="relay", second=set(range(0, 60, every)) if every < 60 else {0},
