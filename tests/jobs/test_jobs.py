@@ -10,6 +10,7 @@ from pathlib import Path
 
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.params import FromQuery
 
 from gridrider.clock import ManualClock
 from gridrider.errors import ValidationFailed
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _register_job_route(client) -> None:
     @post("/test/job", opt={"access": "public"}, status_code=201)
-    async def make_job(tx: NamedDependency[Tx], fail: bool = False) -> dict:
+    async def make_job(tx: NamedDependency[Tx], fail: FromQuery[bool] = False) -> dict:
         job = await tx.add_job("probe_record", {"why": "request"})
         if fail:
             raise ValidationFailed()

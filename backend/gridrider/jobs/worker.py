@@ -72,7 +72,8 @@ def build_worker(
     return Worker(
         functions=functions, cron_jobs=crons, queue_name=queue, redis_pool=redis, burst=burst,
         on_startup=startup, on_shutdown=shutdown, handle_signals=handle_signals, max_jobs=max_jobs,
-        job_timeout=settings.job_lease_s, poll_delay=0.2, keep_result=3600,
+        # 50 ms polling: `gridrider bench jobs` measured p50 commit→done 163 ms at 200 ms polling, 56 ms at 50 ms.
+        job_timeout=settings.job_lease_s, poll_delay=0.05, keep_result=3600,
         # The job table holds outcomes; arq's result keys only serve to drop duplicate ids.
         max_tries=1,
     )
