@@ -96,3 +96,24 @@ async def test_openapi_schema_is_published(client):
     reply = await client.get("/schema/openapi.json")
     assert reply.status_code == 200
     assert reply.json()["openapi"].startswith("3.1")
+
+
+async def test_a_struct_body_with_bad_fields_gets_field_errors(client):
+    import msgspec
+
+    class Point(msgspec.Struct, forbid_unknown_fields=True):
+        lat: float
+        lon: float
+
+    @post("/test/point", opt={"access": "public"})
+    async def point(data: Point) -> dict:
+        return {"ok": True}
+
+    client.app.register(point)
+    wrong_type = await client.post("/test/point", json={"lat": "north", "lon": 1.0})
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["errors"] == [{"field": "lat", "code": "invalid", "message": "字段 lat 的值无效。"}]
+    unknown = await client.post("/test/point", json={"lat": 1.0, "lon": 1.0, "extra": 1})
+    assert unknown.json()["errors"] == [{"field": "extra", "code": "unknown_field", "message": "不支持的字段 extra。"}]
+    missing = await client.post("/test/point", json={"lat": 1.0}, headers={"Accept-Language": "en"})
+    assert missing.json()["errors"] == [{"field": "lon", "code": "required", "message": "The field lon is required."}]

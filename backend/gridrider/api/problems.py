@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -74,20 +75,32 @@ def problem_response(
     )
 
 
+_NAMED_FIELD = re.compile(r"(?:unknown field|required field) `([^`]+)`")
+_FIELD_MESSAGES = {
+    "required": ("缺少必填字段 {field}。", "The field {field} is required."),
+    "unknown_field": ("不支持的字段 {field}。", "The field {field} is not accepted."),
+    "invalid": ("字段 {field} 的值无效。", "The value of {field} is invalid."),
+}
+
+
 def _field_errors(exc: ValidationException, lang: str) -> list[FieldError]:
+    """Litestar/msgspec validation details as [{field, code, message}], the message in the caller's language."""
     found: list[FieldError] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
     for item in extra:
         if not isinstance(item, dict):
             continue
-        field = str(item.get("key") or item.get("source") or "body")
         raw = str(item.get("message", ""))
-        code = "invalid"
-        if "required" in raw.lower() or "missing" in raw.lower():
-            code = "required"
-        elif "unknown field" in raw.lower():
-            code = "unknown_field"
-        message = raw if lang == "en" else f"字段 {field} 无效：{raw}"
+        field = str(item.get("key") or item.get("source") or "body")
+        lowered = raw.lower()
+        code = "required" if "required" in lowered else "unknown_field" if "unknown field" in lowered else "invalid"
+        if named := _NAMED_FIELD.search(raw):
+            # msgspec names the offending field in the message when the key is the whole body.
+            field = named.group(1) if field in ("data", "body") else f"{field}.{named.group(1)}"
+        zh, en = _FIELD_MESSAGES[code]
+        message = (en if lang == "en" else zh).format(field=field)
+        if code == "invalid" and lang == "en" and raw:
+            message = f"{message} {raw.split(' - at ')[0]}"
         found.append(FieldError(field=field, code=code, message=message))
     return found
 
