@@ -106,7 +106,7 @@ async def test_a_struct_body_with_bad_fields_gets_field_errors(client):
         lon: float
 
     @post("/test/point", opt={"access": "public"})
-    async def point(data: Point) -> dict:
+    async def point(data: JSONBody[Point]) -> dict:
         return {"ok": True}
 
     client.app.register(point)
