@@ -6,15 +6,22 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from litestar import Litestar
+from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from gridrider import __version__
+from gridrider.api.auth import PUBLIC, access_guard, provide_me
+from gridrider.api.categories import CategoryController
 from gridrider.api.deps import provide_services, provide_tx
 from gridrider.api.health import HealthController
+from gridrider.api.media import MediaController
+from gridrider.api.members import EnrolmentController, MeController, MemberController, SessionController
 from gridrider.api.problems import EXCEPTION_HANDLERS
+from gridrider.api.ratelimit import RateLimiter
+from gridrider.api.reports import ReportController
 from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
@@ -23,6 +30,14 @@ from gridrider.jobs.queue import arq_redis
 from gridrider.services import Services
 
 PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
+API_CONTROLLERS = [
+    HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
+    ReportController, MediaController,
+]
+
+
+async def provide_limiter(state: State) -> RateLimiter:
+    return state.limiter
 
 
 def create_app(
@@ -38,6 +53,7 @@ def create_app(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
             blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"),
         )
+        app.state.limiter = RateLimiter(redis)
         try:
             yield
         finally:
@@ -46,15 +62,22 @@ def create_app(
             await pool.close()
 
     static = create_static_files_router(
-        path="/", directories=[pwa_dir], html_mode=True, name="pwa", opt={"access": "public"},
-        include_in_schema=False,
+        path="/", directories=[pwa_dir], html_mode=True, name="pwa", opt=PUBLIC, include_in_schema=False,
     )
+    openapi = OpenAPIConfig(
+        title="gridrider", version=__version__, path="/schema",
+        openapi_router=Router(path="/schema", route_handlers=[], opt=PUBLIC),
+    ) if settings.publish_schema else None
     return Litestar(
-        route_handlers=[HealthController, static],
+        route_handlers=[*API_CONTROLLERS, static],
         lifespan=[lifespan],
-        dependencies={"services": Provide(provide_services), "tx": Provide(provide_tx)},
+        guards=[access_guard],
+        dependencies={
+            "services": Provide(provide_services), "tx": Provide(provide_tx), "me": Provide(provide_me),
+            "limiter": Provide(provide_limiter),
+        },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title="gridrider", version=__version__, path="/schema"),
+        openapi_config=openapi,
         request_max_body_size=settings.max_body_bytes,
         debug=False,
         logging_config=None,  # our own logging (gridrider.logging) is configured by the CLI

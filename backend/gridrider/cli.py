@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from gridrider.clock import SystemClock
 from gridrider.config import Settings, SettingsError, load_settings
 from gridrider.logging import configure_logging, get_logger
 
@@ -136,6 +137,48 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _enrol(settings: Settings, args: argparse.Namespace):
+    from gridrider.db.pool import connect
+    from gridrider.domain.enrolment import EnrolmentRequest, enrol
+
+    conn = await connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            return await enrol(conn, caller=None, now=SystemClock().now(), secret=settings.session_secret,
+                               request=EnrolmentRequest(role=args.role, display_name=args.name, phone=args.phone,
+                                                        area_codes=args.area, platform=args.platform))
+    finally:
+        await conn.close()
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    """Server-side enrolment (the first admin, or any member): prints the code, its link and a QR code."""
+    import segno
+
+    from gridrider.api.members import enrolment_url
+    from gridrider.clock import format_local
+    from gridrider.errors import DomainError
+
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        try:
+            done = asyncio.run(_enrol(runtime.settings, args))
+        except DomainError as exc:
+            problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors) or exc.code
+            print(f"gridrider: enrolment refused: {problems}", file=sys.stderr)
+            return 2
+    finally:
+        stop_embedded(runtime.embedded)
+    url = enrolment_url(runtime.settings.public_url, done.code)
+    print(f"{'re-activated' if done.reactivated else 'enrolled'} member {done.member_id} ({args.role})")
+    print(f"code: {done.code}   (valid until {format_local(done.expires_at)};"
+          " sign-in also asks for the phone's last 4 digits)")
+    print(f"link: {url}")
+    segno.make(url, error="m").terminal(compact=True)
+    return 0
+
+
 def cmd_vapid_keys(args: argparse.Namespace) -> int:
     from gridrider.embedded import generate_vapid_private_key_pem
 
@@ -235,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=cmd_worker)
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(run=cmd_migrate)
     sub.add_parser("demo", help="seed demo data into an empty database").set_defaults(run=cmd_demo)
+    enrol = sub.add_parser("enrol", help="enrol a member from the server: prints code, link and QR code")
+    enrol.add_argument("--role", required=True, choices=("admin", "supervisor", "grid_member", "courier"))
+    enrol.add_argument("--name", required=True, help="display name, e.g. 城南社区 赵书记")
+    enrol.add_argument("--phone", required=True, help="mainland mobile number; one phone is one member")
+    enrol.add_argument("--area", action="append", default=[], help="area code (repeat for several)")
+    enrol.add_argument("--platform", choices=("meituan", "eleme", "sf", "jd", "other"), help="couriers: platform")
+    enrol.set_defaults(run=cmd_enrol)
     sub.add_parser("vapid-keys", help="print a new VAPID private key (PEM)").set_defaults(run=cmd_vapid_keys)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")

@@ -46,10 +46,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     job_max_attempts: int = 8
     # First retry delay in seconds; doubles per attempt up to one hour.
     job_backoff_s: float = 5.0
+    # Serve the OpenAPI schema at /schema (turn off on a public listener in production).
+    publish_schema: bool = True
     # Seconds between relay passes (re-enqueue due and lease-expired job rows).
     relay_every_s: int = 5
-    # Largest request body the API reads, in bytes (3 photos × 12 MB plus metadata).
-    max_body_bytes: int = 40 * 1024 * 1024
+    # Largest JSON request body the API reads, in bytes (report uploads have their own, photo-sized limit).
+    max_body_bytes: int = 1024 * 1024
     # Minimum age in seconds before an unreferenced blob is deleted by the sweep.
     orphan_blob_age_s: int = 3600
     # Days a finished job row is kept before pruning.
@@ -74,6 +76,7 @@ _ENV = {
     "GRIDRIDER_JOB_MAX_ATTEMPTS": "job_max_attempts",
     "GRIDRIDER_JOB_BACKOFF_S": "job_backoff_s",
     "GRIDRIDER_RELAY_EVERY_S": "relay_every_s",
+    "GRIDRIDER_PUBLISH_SCHEMA": "publish_schema",
     "GRIDRIDER_MAX_BODY_BYTES": "max_body_bytes",
     "GRIDRIDER_ORPHAN_BLOB_AGE_S": "orphan_blob_age_s",
     "GRIDRIDER_DONE_JOB_RETENTION_DAYS": "done_job_retention_days",
@@ -171,6 +174,10 @@ def _parse(name: str, field: str, raw: str) -> object:
             return raw
         case "host":
             return raw
+        case "publish_schema":
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise SettingsError(f"{name}: expected true or false, got {raw!r}")
+            return raw.lower() in ("true", "1", "yes")
         case _:  # secrets: kept verbatim, never echoed
             if field != "vapid_private_key" and len(raw) < 32:
                 raise SettingsError(f"{name}: too short; use at least 32 random characters")

@@ -25,6 +25,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "conflict": ("内容已被他人修改，请刷新后重试。", "Someone else changed this; refresh and try again."),
     "unsupported_media_type": ("不支持的文件类型。", "This file type is not supported."),
     "service_unavailable": ("服务暂时不可用。", "The service is temporarily unavailable."),
+    "enrolment_invalid": ("激活码或手机号后四位不正确。", "The code or the last four phone digits are wrong."),
+    "enrolment_expired": ("激活码已过期，请联系管理员重新发放。", "This code has expired; ask your supervisor for a new one."),
+    "enrolment_used": ("激活码已使用过，请联系管理员重新发放。", "This code was already used; ask your supervisor for a new one."),
+    "enrolment_locked": ("错误次数太多，激活码已锁定，请联系管理员。", "Too many wrong tries; this code is locked."),
+    "privacy_notice_required": ("请先阅读并同意隐私说明。", "Please read and accept the privacy notice first."),
+    "client_id_reused": ("这条上报的编号已用于另一条内容不同的上报。",
+                         "This report id was already used for a different report."),
+    "malformed_multipart": ("上传内容格式不正确。", "The upload could not be read."),
+    "too_many_photos": ("最多只能上传 3 张照片。", "At most 3 photos per report."),
+    "photo_too_large": ("照片太大（每张不超过 12 MB）。", "A photo is too large (12 MB at most)."),
+    "photo_type_not_allowed": ("只支持 JPEG、PNG 或 WebP 照片。", "Only JPEG, PNG or WebP photos are accepted."),
+    "photo_too_many_pixels": ("照片像素太多（不超过 5000 万像素）。", "A photo has too many pixels (50 MP at most)."),
+    "photo_animated": ("不支持动图。", "Animated images are not accepted."),
+    "photo_unreadable": ("照片文件已损坏，无法读取。", "A photo file could not be read."),
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gridrider.db.pool import Connection
+from gridrider.db.pool import Connection, Pool
 from gridrider.domain.categories import Category
 
 CATEGORY_INSERT_MISSING_SQL = """
@@ -23,3 +23,14 @@ async def insert_missing_categories(conn: Connection, categories: tuple[Category
         )
         added += status == "INSERT 0 1"
     return added
+
+
+# Life-safety first (the PWA shows them in red at the top), then the admin's order.
+CATEGORIES_LIST_SQL = """
+SELECT code, name_zh, name_en, icon, severity, life_safety, enabled
+FROM categories ORDER BY life_safety DESC, sort_order, code
+"""
+
+
+async def list_categories(conn: Connection | Pool) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(CATEGORIES_LIST_SQL)]

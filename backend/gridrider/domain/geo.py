@@ -33,3 +33,13 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+H3_RESOLUTION = 9  # cells of ~0.1 km²: merge radii (25–150 m) touch a handful of them
+
+
+def cell_of(lat: float, lon: float) -> int:
+    """The H3 cell (resolution 9) of a point, as the bigint stored in `cell` columns."""
+    import h3
+
+    return h3.str_to_int(h3.latlng_to_cell(lat, lon, H3_RESOLUTION))
