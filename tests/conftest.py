@@ -26,8 +26,10 @@ from litestar.testing import AsyncTestClient
 from gridrider.app import create_app
 from gridrider.clock import SHANGHAI, ManualClock
 from gridrider.config import Settings, load_settings
+from gridrider.db.categories import insert_missing_categories
 from gridrider.db.migrate import migrate_and_seed_defaults
 from gridrider.db.pool import connect, create_pool
+from gridrider.domain.categories import DEFAULT_CATEGORIES
 from gridrider.embedded import EmbeddedPostgres, EmbeddedRedis
 from gridrider.images.blobs import LocalBlobStore
 from gridrider.jobs.queue import arq_redis
@@ -139,7 +141,7 @@ DO $$
 DECLARE names text;
 BEGIN
   SELECT string_agg(format('%I', tablename), ', ') INTO names
-  FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ('schema_migrations', 'categories');
+  FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations';
   EXECUTE 'TRUNCATE ' || names || ' RESTART IDENTITY CASCADE';
 END $$;
 """
@@ -147,12 +149,13 @@ END $$;
 
 @pytest_asyncio.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on this worker's database, all tables emptied first (categories keep their defaults)."""
+    """A pool on this worker's database, all tables emptied first and the default categories put back."""
     pool = await create_pool(database_url, min_size=1, max_size=5)
     async with pool.acquire() as conn:
         await conn.execute("SET session_replication_role = replica")
         await conn.execute(TRUNCATE_ALL_SQL)
         await conn.execute("RESET session_replication_role")
+        await insert_missing_categories(conn, DEFAULT_CATEGORIES)
     yield pool
     await pool.close()
 
@@ -206,3 +209,17 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     yield server
     server.stop()
     shutil.rmtree(server.pgdata, ignore_errors=True)
+
+
+# ── real photos (../shared/photos, outside the repository) ──────────────────────────────────────
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos"
+
+
+@pytest.fixture(scope="session")
+def street_photos() -> list[bytes]:
+    """Real phone-camera JPEGs with EXIF GPS (see shared/photos/README.md)."""
+    folder = SHARED_PHOTOS / "street"
+    if not folder.is_dir():
+        pytest.fail(f"these tests need the shared real photos at {folder} (see the project README)")
+    return [p.read_bytes() for p in sorted(folder.glob("*.jpg"))]
