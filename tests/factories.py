@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 
 import asyncpg
 
 from gridrider.clock import Clock
+from gridrider.domain.geo import cell_of
 
 Db = asyncpg.Connection | asyncpg.Pool
 
@@ -20,13 +22,14 @@ async def make_member(conn: Db, *, role: str = "courier", phone: str | None = No
     )
 
 
-async def make_report(conn: Db, clock: Clock, *, reporter_id: int,
-                      category: str = "garbage_pileup", lat: float = 42.38, lon: float = 122.53) -> int:
+async def make_report(conn: Db, clock: Clock, *, reporter_id: int, category: str = "garbage_pileup",
+                      lat: float = 42.38, lon: float = 122.53, captured_at: dt.datetime | None = None) -> int:
     return await conn.fetchval(
         """INSERT INTO reports (reporter_id, client_id, category, lat, lon, accuracy_m, position_source, cell,
                                 captured_at, received_at, body_fingerprint)
-           VALUES ($1, $2, $3, $4, $5, 8, 'gps', 0, $6, $6, $7) RETURNING id""",
-        reporter_id, uuid.uuid4(), category, lat, lon, clock.now(), hashlib.sha256(uuid.uuid4().bytes).digest(),
+           VALUES ($1, $2, $3, $4, $5, 8, 'gps', $6, $7, $8, $9) RETURNING id""",
+        reporter_id, uuid.uuid4(), category, lat, lon, cell_of(lat, lon), captured_at or clock.now(), clock.now(),
+        hashlib.sha256(uuid.uuid4().bytes).digest(),
     )
 
 

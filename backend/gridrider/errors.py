@@ -38,6 +38,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "photo_type_not_allowed": ("只支持 JPEG、PNG 或 WebP 照片。", "Only JPEG, PNG or WebP photos are accepted."),
     "photo_too_many_pixels": ("照片像素太多（不超过 5000 万像素）。", "A photo has too many pixels (50 MP at most)."),
     "photo_animated": ("不支持动图。", "Animated images are not accepted."),
+    "photo_link_invalid": ("图片链接无效或已过期，请刷新页面。", "This photo link is invalid or has expired; reload the page."),
     "photo_unreadable": ("照片文件已损坏，无法读取。", "A photo file could not be read."),
 }
 

@@ -7,22 +7,25 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
 from gridrider.db import photos as db_photos
-from gridrider.errors import NotFound
+from gridrider.errors import DomainError, NotFound
 from gridrider.images.urls import signature_valid
 from gridrider.services import Services
 
 
-class MediaController(Controller):
-    path = "/media"
+class PhotoLinkInvalid(DomainError):
+    status, code = 403, "photo_link_invalid"
 
-    # Public in the sense of "no Bearer header": the signature is the permission.
-    @get("/photos/{photo_id:int}/{variant:str}", operation_id="getPhoto", opt={"access": "public"},
-         include_in_schema=False)
+
+class MediaController(Controller):
+    path = "/api/v1/photos"
+
+    # Public in the sense of "no Bearer header": the signature is the permission, so <img> tags work.
+    @get("/{photo_id:int}/{variant:str}", operation_id="getPhoto", opt={"access": "public"})
     async def photo(self, services: NamedDependency[Services], photo_id: FromPath[int], variant: FromPath[str],
                     exp: FromQuery[int] = 0, sig: FromQuery[str] = "") -> Response[bytes]:
         now = services.clock.now()
         if not signature_valid(services.settings.url_signing_secret, photo_id, variant, exp, sig[:64], now):
-            raise NotFound()
+            raise PhotoLinkInvalid()
         found = await db_photos.ready_variant(services.pool, photo_id, variant)
         if found is None:
             raise NotFound()

@@ -22,7 +22,7 @@ def _signature(secret: str, photo_id: int, variant: str, expires: int) -> str:
 
 def signed_photo_path(secret: str, photo_id: int, variant: str, now: dt.datetime) -> str:
     expires = math.ceil((now + URL_LIFETIME).timestamp() / 3600) * 3600
-    return f"/media/photos/{photo_id}/{variant}?exp={expires}&sig={_signature(secret, photo_id, variant, expires)}"
+    return f"/api/v1/photos/{photo_id}/{variant}?exp={expires}&sig={_signature(secret, photo_id, variant, expires)}"
 
 
 def signature_valid(secret: str, photo_id: int, variant: str, expires: int, signature: str, now: dt.datetime) -> bool:
