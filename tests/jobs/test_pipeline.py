@@ -73,7 +73,8 @@ async def test_a_report_inside_a_grid_becomes_a_dispatched_incident_with_deadlin
     job = await queue_report(db, clock, reporter_id=courier, lat=HERE[0], lon=HERE[1])
     assert (await run(services, job)).startswith("new incident")
     incident = await incident_of(db, await report_of_job(db, job))
-    assert (incident["state"], incident["area_id"], incident["report_count"]) == ("dispatched", await area_id(db, GRID), 1)
+    grid_id = await area_id(db, GRID)
+    assert (incident["state"], incident["area_id"], incident["report_count"]) == ("dispatched", grid_id, 1)
     assert incident["dispatched_at"] == clock.now()
     assert incident["accept_due_at"] == clock.now() + dt.timedelta(hours=24)
     notification = await db.fetchrow("SELECT event, audience FROM notifications WHERE incident_id = $1",
@@ -115,7 +116,8 @@ async def test_a_second_report_nearby_corroborates_the_first(services, db, clock
     other = await make_member(db)
     second = await queue_report(db, clock, reporter_id=other, lat=metres_north(HERE, 40)[0], lon=HERE[1])
     assert (await run(services, second)).startswith("merged into")
-    one, two = await incident_of(db, await report_of_job(db, first)), await incident_of(db, await report_of_job(db, second))
+    one = await incident_of(db, await report_of_job(db, first))
+    two = await incident_of(db, await report_of_job(db, second))
     assert one["id"] == two["id"] and two["report_count"] == 2
     assert (two["lat"], two["lon"]) == HERE  # the incident keeps its origin's point
 
