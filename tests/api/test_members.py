@@ -4,7 +4,7 @@ import pytest
 
 from gridrider.db import areas as db_areas
 from gridrider.domain.members import mask_phone, normalise_phone
-from tests.api.conftest import issue_code, sign_in
+from tests.conftest import issue_code, sign_in
 
 STREET = "ZW-ZWZ"
 GRID = "ZW-ZWZ-C02-G01"

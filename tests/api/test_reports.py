@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE
-from tests.api.conftest import Caller
+from tests.conftest import Caller
 
 GRID = "ZW-ZWZ-C02-G01"
 

@@ -14,9 +14,8 @@ from gridrider.jobs.queue import DEFAULT_QUEUE, arq_redis
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.services import Services
-from tests.api.conftest import issue_code
 from tests.api.test_reports import files, meta
-from tests.conftest import make_settings
+from tests.conftest import issue_code, make_settings
 from tests.jobs.conftest import run_burst
 
 GRID = "ZW-ZWZ-C02-G01"
@@ -30,7 +29,7 @@ async def test_with_redis_down_a_report_is_still_201_and_its_job_runs_once_redis
 
     from gridrider.app import create_app
     from gridrider.demo import seed_demo
-    from tests.api.conftest import sign_in
+    from tests.conftest import sign_in
 
     settings = make_settings(tmp_path / "data", database_url, f"redis://127.0.0.1:{own_redis.port}/0", vapid_pem)
     async with db.acquire() as conn:

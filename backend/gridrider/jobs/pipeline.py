@@ -8,6 +8,7 @@ from gridrider.db import incidents as db_incidents
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.pool import Connection
 from gridrider.domain import incidents
+from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.domain.routing import AreaIndex
 from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall
@@ -42,10 +43,13 @@ AREA_INDEX = AreaIndexCache()
 async def _route(call: JobCall, *, merge: bool) -> str:
     conn = call.tx.conn
     index = await AREA_INDEX.current(conn)
-    outcome = await incidents.process_report(conn, report_id=call.payload["report_id"], index=index,
+    report_id = call.payload["report_id"]
+    outcome = await incidents.process_report(conn, report_id=report_id, index=index,
                                              now=call.services.clock.now(), merge=merge)
     if outcome is None:
         return "already processed"
+    # If the photos were hashed first, their reuse check was waiting for the incident.
+    await flag_reused_report_photos(conn, report_id=report_id, now=call.services.clock.now())
     if outcome.merged:
         return f"merged into incident {outcome.incident_id}"
     return f"new incident {outcome.incident_id} ({outcome.route})"

@@ -12,6 +12,7 @@ from gridrider.config import Settings
 from gridrider.db.pool import create_pool
 from gridrider.images.blobs import BlobStore, LocalBlobStore
 from gridrider.jobs.maintenance import schedule_maintenance
+from gridrider.jobs.photos import SANDBOX
 from gridrider.jobs.queue import DEFAULT_QUEUE, arq_redis, queue_for
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
@@ -59,6 +60,7 @@ def build_worker(
         services: Services | None = ctx.get("services")
         if services is not None:
             await services.pool.close()
+        await SANDBOX.close()
 
     functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]
     crons = []
