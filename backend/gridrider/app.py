@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from litestar import Litestar, Router
-from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
@@ -15,7 +14,7 @@ from litestar.static_files import create_static_files_router
 from gridrider import __version__
 from gridrider.api.auth import PUBLIC, access_guard, provide_me
 from gridrider.api.categories import CategoryController
-from gridrider.api.deps import provide_services, provide_tx
+from gridrider.api.deps import provide_limiter, provide_services, provide_tx
 from gridrider.api.health import HealthController
 from gridrider.api.media import MediaController
 from gridrider.api.members import EnrolmentController, MeController, MemberController, SessionController
@@ -34,10 +33,6 @@ API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController,
 ]
-
-
-async def provide_limiter(state: State) -> RateLimiter:
-    return state.limiter
 
 
 def create_app(

@@ -666,3 +666,27 @@ async def test_closed_sandbox_refuses_work() -> None:
     await box.close()
     with pytest.raises(sandbox.SandboxUnavailable):
         await box.normalise(b"")
+
+
+async def test_a_cancelled_call_kills_its_child_and_the_next_photo_gets_a_fresh_one(street_photos: list[bytes]) -> None:
+    box = PhotoSandbox(timeout_s=30)
+    try:
+        await box.start()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(box.run(sandbox._spin_for_tests, b""), 0.5)
+        began = time.perf_counter()
+        assert (await box.normalise(street_photos[0])).width == 640
+        assert time.perf_counter() - began < 10  # not queued behind the spinning child
+        assert box.lanes_started == 2
+    finally:
+        await box.close()
+
+
+async def test_closing_during_a_call_is_not_the_photos_fault() -> None:
+    box = PhotoSandbox()
+    await box.start()
+    call = asyncio.ensure_future(box.run(sandbox._spin_for_tests, b""))
+    await asyncio.sleep(0.3)
+    await box.close()
+    with pytest.raises(sandbox.SandboxUnavailable):
+        await call

@@ -6,12 +6,13 @@ from collections.abc import AsyncGenerator
 
 from litestar.datastructures import State
 
+from gridrider.api.ratelimit import RateLimiter
 from gridrider.jobs.queue import Tx, transaction
 from gridrider.services import Services
 
 
-def services_of(state: State) -> Services:
-    return state.services
+async def provide_limiter(state: State) -> RateLimiter:
+    return state.limiter
 
 
 async def provide_services(state: State) -> Services:

@@ -26,9 +26,10 @@ Steps, and why:
 5. Display JPEG, thumbnail JPEG (from the display pixels) and a 64-bit difference hash (from the
    thumbnail pixels).
 
-Cost on this machine (2-core AMD EPYC VM; `gridrider bench images` prints current figures): about
-75-95 ms CPU for a 12 MP phone JPEG (draft decode at 1/2 ~40 ms, Hamming 2000->1600 ~30 ms, display
-encode ~8 ms) and about 20-25 ms for a 1600 px JPEG (decode ~9 ms, encode ~8 ms), in a process
+Cost on this machine (2-core AMD EPYC VM, shared; `gridrider bench images` prints current figures):
+about 90 ms CPU (p50; 76 ms best) for a 12 MP phone JPEG (draft decode at 1/2 ~40 ms, Hamming
+2000->1600 ~30 ms, display encode ~8 ms) and about 27 ms (p50; 21 ms best) for a 1600 px JPEG
+(decode ~9 ms, display encode ~8 ms, rebuild ~2 ms, thumbnail ~2 ms, hash ~1 ms), in a process
 whose allocator is tuned as the sandbox's child is (`sandbox.tune_allocator`).
 """
 
@@ -209,9 +210,9 @@ def _display_pixels(data: bytes) -> Image.Image:
             method = _TRANSPOSE.get(orientation)
             if method is not None:
                 rgb = rgb.transpose(method)
-    # Rebuild: a new image made from the pixels alone (see the module docstring, step 4).
-    clean = Image.new("RGB", rgb.size)
-    clean.paste(rgb)
+            # Rebuild: a new image made from the pixels alone (see the module docstring, step 4).
+            clean = Image.new("RGB", rgb.size, None)  # None: not zero-filled, as paste covers every pixel
+            clean.paste(rgb)
     assert not clean.info
     return clean
 

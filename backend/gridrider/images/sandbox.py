@@ -221,6 +221,8 @@ class PhotoSandbox:
             raise SandboxUnavailable("the photo sandbox is closed")
         lane = await self._idle.get()
         try:
+            if self._closed:  # closed while this call waited for a lane
+                raise SandboxUnavailable("the photo sandbox is closed")
             if lane is None:
                 lane = await self._start_lane()
             self._busy.add(lane)
@@ -237,6 +239,8 @@ class PhotoSandbox:
                 if self._closed:
                     raise SandboxUnavailable("the photo sandbox was closed during the call") from None
                 raise PhotoFailed("decoder_crashed") from None
+            except _CpuLimitExceeded:  # SIGXCPU landed after the photo's own code had returned
+                raise PhotoFailed("cpu_limit", f"over {self.cpu_seconds} s of CPU") from None
             except asyncio.CancelledError:
                 # The caller gave up; the child would go on with this photo and hold up the next one.
                 self._drop(lane, kill=True)
