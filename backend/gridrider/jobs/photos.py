@@ -28,6 +28,10 @@ class SandboxHolder:
             self._sandbox = PhotoSandbox()
         return self._sandbox
 
+    async def warm_up(self) -> None:
+        """Start the decoder process with the worker (~240 ms), not on the first rider's photo."""
+        await self.get().start()
+
     async def close(self) -> None:
         if self._sandbox is not None:
             await self._sandbox.close()

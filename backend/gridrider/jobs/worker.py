@@ -13,7 +13,7 @@ from gridrider.db.pool import create_pool
 from gridrider.images.blobs import BlobStore, LocalBlobStore
 from gridrider.jobs.maintenance import schedule_maintenance
 from gridrider.jobs.photos import SANDBOX
-from gridrider.jobs.queue import DEFAULT_QUEUE, arq_redis, queue_for
+from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE, arq_redis, queue_for
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.jobs.runner import run_job_row
@@ -55,6 +55,8 @@ def build_worker(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
             blobs=blobs or default_blob_store(settings),
         )
+        if queue == PHOTOS_QUEUE:
+            await SANDBOX.warm_up()
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         services: Services | None = ctx.get("services")
