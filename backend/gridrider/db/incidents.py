@@ -45,9 +45,14 @@ WHERE r.id = $1
 FOR UPDATE OF r
 """
 
-# One lock per H3 cell the merge radius touches, taken in sorted order (no deadlock between two
-# reports that share some cells); held until the transaction ends.
-LOCK_CELLS_SQL = "SELECT pg_advisory_xact_lock(c) FROM unnest($1::bigint[]) AS c ORDER BY c"
+# One lock per (category, H3 cell) the merge radius touches, taken in key order (no deadlock between
+# two reports that share some cells), held until the transaction ends. Reports of other categories
+# can never merge, so they do not wait for each other; a key collision only costs a little waiting.
+LOCK_CELLS_SQL = """
+SELECT pg_advisory_xact_lock(k)
+FROM (SELECT hashtextextended($2, 0) # c AS k FROM unnest($1::bigint[]) AS c) AS keys
+ORDER BY k
+"""
 
 MERGE_CANDIDATES_SQL = """
 SELECT id, lat, lon, state, cycle FROM incidents
@@ -106,8 +111,8 @@ async def report_for_processing(conn: Connection, report_id: int) -> ReportToPro
     return ReportToProcess(**row) if row else None
 
 
-async def lock_cells(conn: Connection, cells: list[int]) -> None:
-    await conn.execute(LOCK_CELLS_SQL, sorted(cells))
+async def lock_cells(conn: Connection, cells: list[int], category: str) -> None:
+    await conn.execute(LOCK_CELLS_SQL, cells, category)
 
 
 async def merge_candidates(conn: Connection, *, category: str, cells: list[int], captured_at: dt.datetime,

@@ -1,8 +1,8 @@
 """From a received report to an incident the right grid team sees (DESIGN.md §2 step 3, §2c).
 
 Route → merge → notify, in one transaction, safe to run twice: a report already processed is left
-alone, and concurrent reports of one hazard serialise on advisory locks of the H3 cells their merge
-radius touches, so they end in exactly one incident.
+alone, and concurrent reports of one hazard serialise on advisory locks of the (category, H3 cell)
+pairs their merge radius touches, so they end in exactly one incident.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ async def process_report(conn: Connection, *, report_id: int, index: AreaIndex, 
     if report is None or report.state == "processed":
         return None
     cells = cells_within(report.cell, report.merge_radius_m)
-    await db_incidents.lock_cells(conn, cells)
+    await db_incidents.lock_cells(conn, cells, report.category)
     if merge:
         candidates = await db_incidents.merge_candidates(
             conn, category=report.category, cells=cells, captured_at=report.captured_at, window=report.merge_window,
