@@ -1,5 +1,7 @@
 """Enrolment, sign-in, sessions and what supervisors may do to members — including the attacks."""
 
+import asyncio
+
 import pytest
 
 from gridrider.db import areas as db_areas
@@ -135,8 +137,16 @@ async def test_the_privacy_notice_is_accepted_on_first_sign_in(client, db, setti
     assert accepted.json()["member"]["privacy_accepted"] is True
 
 
-async def test_sign_in_failures_are_rate_limited_per_address(client, db, settings, clock, demo):
-    for _ in range(30):
+async def test_concurrent_wrong_guesses_cannot_get_past_the_lock(client, db, settings, clock, demo):
+    code = await issue_code(db, settings, clock, role="courier", phone="13988880000", areas=[GRID], platform="sf")
+    guesses = await asyncio.gather(*(
+        client.post("/api/v1/sessions", json={"code": code, "phone_last4": f"{n:04d}"}) for n in range(1, 31)))
+    assert sorted(g.status_code for g in guesses) == [401] * 5 + [423] * 25
+    assert await db.fetchval("SELECT failed_attempts FROM enrolments") == 5
+
+
+async def test_sign_in_attempts_are_rate_limited_per_address(client, db, settings, clock, demo):
+    for _ in range(60):
         await client.post("/api/v1/sessions", json={"code": "ZZZZ-ZZZZ-ZZZZ", "phone_last4": "0000"})
     blocked = await client.post("/api/v1/sessions", json={"code": "ZZZZ-ZZZZ-ZZZZ", "phone_last4": "0000"})
     assert blocked.status_code == 429

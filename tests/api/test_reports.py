@@ -191,6 +191,29 @@ async def test_nan_coordinates_are_refused(client, db, clock, courier):
     assert await stored(db) == (0, 0, 0)
 
 
+@pytest.mark.parametrize(("raw_change", "field"), [
+    (b'"lat":1' + b"0" * 400, "lat"),
+    (b'"category":"garbage\\u0000pileup"', "category"),
+    (b'"note":"bad\\u0000byte"', "note"),
+])
+async def test_hostile_values_are_4xx_not_500(client, db, clock, courier, raw_change, field):
+    raw = msgspec.json.encode(meta(clock))
+    key = raw_change.split(b":")[0]
+    start = raw.index(key)
+    end = min(i for i in (raw.find(b',"', start), raw.rindex(b"}")) if i > 0)
+    reply = await post_report(client, courier, {}, meta_bytes=raw[:start] + raw_change + raw[end:])
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["errors"][0]["field"] == field
+    assert await stored(db) == (0, 0, 0)
+
+
+async def test_duplicate_meta_parts_are_refused(client, db, clock, courier):
+    body = msgspec.json.encode(meta(clock))
+    reply = await client.post("/api/v1/reports", headers=courier.headers, files=[
+        ("meta", ("a", body, "application/json")), ("meta", ("b", body, "application/json"))])
+    assert (reply.status_code, reply.json()["errors"][0]["code"]) == (422, "duplicate")
+
+
 async def test_a_disabled_category_is_refused_for_new_reports(client, db, clock, courier):
     await db.execute("UPDATE categories SET enabled = false WHERE code = 'garbage_pileup'")
     reply = await post_report(client, courier, meta(clock))
@@ -278,8 +301,9 @@ async def test_my_reports_are_paged_newest_first(client, clock, courier):
     second = (await client.get(f"/api/v1/me/reports?limit=2&cursor={first['next_cursor']}",
                                headers=courier.headers)).json()
     assert [r["id"] for r in second["items"]] == ids[::-1][2:4]
-    bad = await client.get("/api/v1/me/reports?cursor=DROP%20TABLE", headers=courier.headers)
-    assert bad.status_code == 422
+    for cursor in ("DROP%20TABLE", "%C2%B2", "-1", "9" * 30):
+        bad = await client.get(f"/api/v1/me/reports?cursor={cursor}", headers=courier.headers)
+        assert bad.status_code == 422, cursor
 
 
 async def test_intake_is_rate_limited_per_member_but_never_for_life_safety(client, clock, courier, monkeypatch):

@@ -16,14 +16,15 @@ from gridrider.api.schemas import MemberOut
 from gridrider.db import members as db_members
 from gridrider.db.members import MemberRow
 from gridrider.domain import enrolment
-from gridrider.domain.enrolment import EnrolmentInvalid, EnrolmentRequest, SignIn, WrongDigits
+from gridrider.domain.enrolment import EnrolmentRequest, SignedIn, SignIn
 from gridrider.errors import NotFound, RateLimited
 from gridrider.jobs.queue import Tx
 from gridrider.services import Services
 
-# Nobody is signed in yet, so sign-in failures are limited per address (riders behind one carrier
-# NAT share it: generous enough for a depot's worth of typos, tight enough to stop guessing).
-SIGN_IN_FAILURES = Limit(name="sign_in_failures", limit=30, window_s=600)
+# Nobody is signed in yet, so sign-in attempts are limited per address (riders behind one carrier
+# NAT share it: generous enough for a depot signing in at once, tight enough to stop guessing; each
+# code also locks after 5 wrong tries).
+SIGN_IN_ATTEMPTS = Limit(name="sign_in_attempts", limit=60, window_s=600)
 
 PRIVACY_NOTICE = {
     "zh-CN": ("gridrider 只保存你上报时的位置、时间、照片和备注，用于把隐患转给负责的网格处理；"
@@ -90,24 +91,16 @@ class SessionController(Controller):
     async def sign_in(self, request: Request[Any, Any, Any], services: NamedDependency[Services],
                       limiter: NamedDependency[RateLimiter], data: JSONBody[SignIn]) -> SessionOut:
         now = services.clock.now()
-        address = f"ip:{_client_address(request)}"
-        budget = await limiter.peek(SIGN_IN_FAILURES, address, now=now.timestamp())
+        # Counted before trying, atomically: concurrent guesses cannot all slip under the limit.
+        budget = await limiter.hit(SIGN_IN_ATTEMPTS, f"ip:{_client_address(request)}", now=now.timestamp())
         if not budget.allowed:
             raise RateLimited(budget.retry_after_s)
-        secret = services.settings.session_secret
-        try:
-            async with services.pool.acquire() as conn, conn.transaction():
-                signed = await enrolment.sign_in(conn, data, now=now, secret=secret)
-                member = await db_members.member_by_id(conn, signed.member_id)
-        except WrongDigits as wrong:
-            # The failed try must stick although the sign-in fails: its own transaction.
-            async with services.pool.acquire() as conn, conn.transaction():
-                await enrolment.record_wrong_digits(conn, wrong.enrolment_id, now)
-            await limiter.hit(SIGN_IN_FAILURES, address, now=now.timestamp())
-            raise EnrolmentInvalid() from None
-        except EnrolmentInvalid:
-            await limiter.hit(SIGN_IN_FAILURES, address, now=now.timestamp())
-            raise
+        async with services.pool.acquire() as conn, conn.transaction():
+            outcome = await enrolment.sign_in(conn, data, now=now, secret=services.settings.session_secret)
+            member = await db_members.member_by_id(conn, outcome.member_id) if isinstance(outcome, SignedIn) else None
+        if not isinstance(outcome, SignedIn):
+            raise outcome  # a wrong try, committed above before answering
+        signed = outcome
         assert member is not None
         return SessionOut(token=signed.token, member=MemberOut.of(member, phone=member.phone))
 

@@ -127,13 +127,17 @@ async def _read_upload(request: Request[Any, Any, Any]) -> Upload:
         if exc.status_code == 413:
             raise
         raise MalformedMultipart(str(exc.detail)[:200]) from None
+    except (UnicodeDecodeError, LookupError):  # a text part in an unknown or broken charset
+        raise MalformedMultipart("a text part could not be decoded") from None
     unknown = sorted({name for name in form if name not in ("meta", "photo")})
     if unknown:
         raise ValidationFailed(errors=[FieldError(name[:40], "unknown_field", f"不支持的字段 {name[:40]}。")
                                        for name in unknown])
     metas = form.getall("meta") if "meta" in form else []
-    if len(metas) != 1:
+    if not metas:
         raise ValidationFailed(errors=[FieldError("meta", "required", "缺少 meta 部分。")])
+    if len(metas) > 1:
+        raise ValidationFailed(errors=[FieldError("meta", "duplicate", "meta 部分只能有一个。")])
     meta = metas[0]
     meta_bytes = await meta.read() if isinstance(meta, UploadFile) else str(meta).encode()
     if len(meta_bytes) > MAX_META_BYTES:
@@ -184,7 +188,8 @@ class ReportController(Controller):
             return await self._replay(services, me, existing, fingerprint)
 
         now = services.clock.now()
-        category = await db_reports.category_info(services.pool, str(upload.raw_meta.get("category", ""))[:64])
+        category_code = str(upload.raw_meta.get("category", ""))[:64].replace("\x00", "")
+        category = await db_reports.category_info(services.pool, category_code)
         if category is None or not category.life_safety:
             decision = await limiter.hit(REPORT_INTAKE, f"member:{me.id}", now=now.timestamp())
             if not decision.allowed:
@@ -263,6 +268,6 @@ class ReportController(Controller):
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
         raise ValidationFailed(errors=[FieldError("cursor", "invalid", "无效的分页标记。")])
     return int(cursor)

@@ -69,7 +69,7 @@ WHERE category = $1 AND cell = ANY($2::bigint[])
 INCIDENT_ABSORB_SQL = """
 UPDATE incidents SET report_count = report_count + 1, last_captured_at = greatest(last_captured_at, $2),
                      updated_at = $3
-WHERE id = $1
+WHERE id = $1 AND state IN ('unrouted', 'dispatched', 'accepted')
 RETURNING cycle
 """
 INCIDENT_INSERT_SQL = """
@@ -125,7 +125,9 @@ async def recurrence_candidates(conn: Connection, *, category: str, cells: list[
     return [Candidate(**r) for r in await conn.fetch(RECURRENCE_CANDIDATES_SQL, category, cells, resolved_since)]
 
 
-async def absorb_report(conn: Connection, incident_id: int, *, captured_at: dt.datetime, now: dt.datetime) -> int:
+async def absorb_report(conn: Connection, incident_id: int, *, captured_at: dt.datetime,
+                        now: dt.datetime) -> int | None:
+    """The incident's cycle, or None when it closed since it was chosen as a candidate."""
     return await conn.fetchval(INCIDENT_ABSORB_SQL, incident_id, captured_at, now)
 
 

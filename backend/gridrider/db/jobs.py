@@ -103,10 +103,10 @@ async def mark_job_done(conn: Connection, job: ClaimedJob, *, now: dt.datetime) 
 
 
 async def mark_job_failed(
-    pool: Pool, job: ClaimedJob, *, error: str, retry_at: dt.datetime, now: dt.datetime
+    conn: Connection | Pool, job: ClaimedJob, *, error: str, retry_at: dt.datetime, now: dt.datetime
 ) -> str | None:
     """'retry' or 'dead'; None when this attempt no longer holds the row."""
-    return await pool.fetchval(JOB_MARK_FAILED_SQL, job.id, job.attempts, retry_at, error, now)
+    return await conn.fetchval(JOB_MARK_FAILED_SQL, job.id, job.attempts, retry_at, error, now)
 
 
 async def jobs_due(conn: Connection | Pool, *, now: dt.datetime, limit: int = 500) -> list[JobRef]:

@@ -37,6 +37,7 @@ PHOTO_FAILED_SQL = """
 UPDATE photos SET state = 'failed', failure_reason = $2, processed_at = $3 WHERE id = $1 AND state = 'pending'
 """
 
+REPORT_LOCK_SQL = "SELECT 1 FROM reports WHERE id = $1 FOR UPDATE"
 # This report's hashed photos, once the report belongs to an incident.
 REPORT_HASHED_PHOTOS_SQL = """
 SELECT p.id, p.dhash, r.incident_id, r.reporter_id
@@ -56,7 +57,8 @@ WHERE p.dhash IS NOT NULL AND p.created_at >= $3 AND p.role = $9
        OR (((p.dhash >> 16) & 65535)::int) = ANY($7::int[])
        OR ((p.dhash & 65535)::int) = ANY($8::int[]))
   AND bit_count(int8send(p.dhash # $1)) <= $4
-  AND coalesce(r.incident_id, p.incident_id) IS DISTINCT FROM $2
+  AND coalesce(r.incident_id, p.incident_id) IS NOT NULL
+  AND coalesce(r.incident_id, p.incident_id) <> $2
 ORDER BY distance, p.id
 LIMIT 1
 """
@@ -91,6 +93,10 @@ async def mark_photo_ready(conn: Connection, photo_id: int, *, display_key: str,
 
 async def mark_photo_failed(conn: Connection, photo_id: int, *, reason: str, now: dt.datetime) -> None:
     await conn.execute(PHOTO_FAILED_SQL, photo_id, reason, now)
+
+
+async def lock_report(conn: Connection, report_id: int) -> None:
+    await conn.execute(REPORT_LOCK_SQL, report_id)
 
 
 async def report_hashed_photos(conn: Connection, report_id: int) -> list[HashedPhoto]:

@@ -70,7 +70,7 @@ def _validate(request: EnrolmentRequest) -> str:
     if phone is None:
         errors.append(FieldError("phone", "invalid_phone", "请输入 11 位手机号码。"))
     name = request.display_name.strip()
-    if not 1 <= len(name) <= 40:
+    if not 1 <= len(name) <= 40 or "\x00" in name:
         errors.append(FieldError("display_name", "invalid_length", "姓名需为 1 到 40 个字。"))
     if request.role not in AREA_LEVELS_FOR_ROLE:
         errors.append(FieldError("role", "invalid_role", "不支持的角色。"))
@@ -121,6 +121,7 @@ async def enrol(
 
 async def resolve_areas(conn: Connection, *, caller: MemberRow | None, role: str, codes: list[str]) -> list[AreaRef]:
     """The areas a member of `role` is to work in; any not in the caller's subtree is a 404."""
+    codes = [code.replace("\x00", "") for code in codes]
     if role == "admin" and not codes:
         return []
     if not 1 <= len(codes) <= 20 or len(set(codes)) != len(codes):
@@ -155,9 +156,12 @@ class SignedIn(msgspec.Struct, frozen=True):
     member_id: int
 
 
-async def sign_in(conn: Connection, request: SignIn, *, now: dt.datetime, secret: str) -> SignedIn:
-    """Redeem a code once; wrong digits count toward the code's lock."""
-    if len(request.code) > 40 or len(request.phone_last4) != 4 or not request.phone_last4.isdigit():
+async def sign_in(conn: Connection, request: SignIn, *, now: dt.datetime, secret: str) -> SignedIn | EnrolmentInvalid:
+    """Redeem a code once. Wrong digits are counted toward the code's lock in this same transaction
+    (the enrolment row is locked FOR UPDATE), and the error is RETURNED so the caller commits the
+    count before answering: concurrent guesses then queue on the row and see each other's tries."""
+    if len(request.code) > 40 or len(request.phone_last4) != 4 or not request.phone_last4.isascii() \
+            or not request.phone_last4.isdigit():
         raise EnrolmentInvalid()
     enrolment = await db_members.enrolment_by_code_for_update(conn, keyed_hash(secret, normalise_code(request.code)))
     if enrolment is None:
@@ -169,8 +173,10 @@ async def sign_in(conn: Connection, request: SignIn, *, now: dt.datetime, secret
     if enrolment.expires_at <= now or enrolment.superseded_at is not None:
         raise EnrolmentExpired()
     if not enrolment.phone or enrolment.phone[-4:] != request.phone_last4:
-        # Counted even though the request fails: the caller commits this transaction before raising.
-        raise WrongDigits(enrolment.id)
+        await db_members.record_failed_attempt(conn, enrolment.id, lock_after=MAX_FAILED_ATTEMPTS, now=now)
+        return EnrolmentInvalid()
+    if enrolment.status != "active":
+        raise EnrolmentExpired()  # the member was deactivated after this code was made
     member = await db_members.member_by_id(conn, enrolment.member_id)
     assert member is not None
     if member.privacy_accepted_at is None:
@@ -179,21 +185,7 @@ async def sign_in(conn: Connection, request: SignIn, *, now: dt.datetime, secret
         await db_members.accept_privacy(conn, member.id, now)
     await db_members.use_enrolment(conn, enrolment.id, now)
     token = new_session_token()
-    device = (request.device or "")[:120] or None
+    device = (request.device or "").replace("\x00", "")[:120] or None
     await db_members.insert_session(conn, member_id=member.id, token_hash=keyed_hash(secret, token), device=device,
                                     now=now, expires_at=now + SESSION_LIFETIME)
     return SignedIn(token=token, member_id=member.id)
-
-
-class WrongDigits(EnrolmentInvalid):
-    """Internal: tells the API edge to record a failed attempt (then it answers as EnrolmentInvalid)."""
-
-    def __init__(self, enrolment_id: int) -> None:
-        super().__init__()
-        self.enrolment_id = enrolment_id
-
-
-async def record_wrong_digits(conn: Connection, enrolment_id: int, now: dt.datetime) -> bool:
-    """Count a wrong try; True when this try locked the code."""
-    attempts = await db_members.record_failed_attempt(conn, enrolment_id, lock_after=MAX_FAILED_ATTEMPTS, now=now)
-    return attempts >= MAX_FAILED_ATTEMPTS

@@ -66,8 +66,10 @@ async def process_report(conn: Connection, *, report_id: int, index: AreaIndex, 
             conn, category=report.category, cells=cells, captured_at=report.captured_at, window=report.merge_window,
         )
         target = nearest(report, candidates)
-        if target is not None:
-            cycle = await db_incidents.absorb_report(conn, target.id, captured_at=report.captured_at, now=now)
+        # None also when the candidate closed since the query: then this report starts a new incident.
+        cycle = await db_incidents.absorb_report(conn, target.id, captured_at=report.captured_at, now=now) \
+            if target is not None else None
+        if target is not None and cycle is not None:
             await db_incidents.mark_report_processed(conn, report.id, target.id, now)
             await db_incidents.insert_event(conn, incident_id=target.id, cycle=cycle, kind="report_merged",
                                             actor_id=report.reporter_id, data={"report_id": report.id}, now=now)

@@ -56,7 +56,10 @@ def _canonical_number(value: Any) -> Any:
     if isinstance(value, bool):
         return repr(value)
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer with hundreds of digits: not a coordinate, but not a 500
+            return repr(value)
     return repr(value)
 
 
@@ -124,6 +127,8 @@ def validate_meta(meta: ReportMeta, *, category: CategoryInfo | None, now: dt.da
         errors.append(FieldError("category", "category_disabled", "该隐患类别已停用。"))
     if meta.note is not None and len(meta.note) > MAX_NOTE_CHARS:
         errors.append(FieldError("note", "too_long", "备注不能超过 500 字。"))
+    if meta.note is not None and "\x00" in meta.note:
+        errors.append(FieldError("note", "invalid_character", "备注含有无效字符。"))
     if meta.queued_for_s is not None and not 0 <= meta.queued_for_s <= MAX_QUEUED_S:
         errors.append(FieldError("queued_for_s", "out_of_range", "queued_for_s 超出范围。"))
     if errors:

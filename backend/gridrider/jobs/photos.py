@@ -65,5 +65,8 @@ async def normalise_photos(call: JobCall) -> str:
             width=result.width, height=result.height, dhash=result.dhash, now=now,
         )
         ready += 1
+    # Serialise with process_report (which holds this row): whichever commits second sees both the
+    # incident and the hashes, so exactly one of them runs the reuse check on complete data.
+    await db_photos.lock_report(conn, report_id)
     reused = await flag_reused_report_photos(conn, report_id=report_id, now=services.clock.now())
     return f"{ready} ready, {failed} failed, {reused} flagged reused"

@@ -47,11 +47,12 @@ async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef], *, defer_until: 
         return 0
     for job in jobs:
         try:
-            await redis.enqueue_job(
+            queued = await redis.enqueue_job(
                 job.kind, job.id, _job_id=job.arq_job_id, _queue_name=queue_for(job.kind),
                 _defer_until=defer_until,
             )
-            handed += 1
+            # None: arq already holds this id (queued or running); counting it would hide a stuck row.
+            handed += queued is not None
         except (RedisError, OSError) as exc:
             # The row is committed; the relay will hand it over once Redis answers again.
             log.warning("jobs.nudge_failed", kind=job.kind, job_id=job.id, error=type(exc).__name__)

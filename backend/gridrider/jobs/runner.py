@@ -33,6 +33,10 @@ Handler = Callable[[JobCall], Awaitable[str | None]]
 DeadHandler = Callable[[Services, Tx, ClaimedJob], Awaitable[None]]
 
 
+class JobExhausted(Exception):
+    """The attempts ran out without any of them finishing or failing cleanly."""
+
+
 class LeaseLost(Exception):
     """Another worker took this row over after our lease expired; our effects are rolled back."""
 
@@ -52,6 +56,10 @@ async def run_job_row(
     job = await db_jobs.claim_job(services.pool, job_id, now=now, lease_until=now + lease)
     if job is None:
         return "nothing to claim"
+    if job.attempts > job.max_attempts:
+        # Every earlier attempt died or hung past its lease without recording a failure.
+        return await _record_failure(services, job, JobExhausted(f"{job.attempts - 1} attempts ran out of lease"),
+                                     on_dead)
     try:
         async with transaction(services.pool, clock, services.redis, max_attempts=settings.job_max_attempts) as tx:
             outcome = await handler(JobCall(services, tx, job))
@@ -71,14 +79,15 @@ async def _record_failure(services: Services, job: ClaimedJob, exc: Exception, o
     error = f"{type(exc).__name__}: {exc}"[:2000]
     now = clock.now()
     retry_at = now + dt.timedelta(seconds=retry_delay_s(job.attempts, services.settings.job_backoff_s))
-    state = await db_jobs.mark_job_failed(services.pool, job, error=error, retry_at=retry_at, now=now)
+    # Dead and its fallback commit together: a hazard is never left dead without its way out.
+    async with transaction(
+        services.pool, clock, services.redis, max_attempts=services.settings.job_max_attempts
+    ) as tx:
+        state = await db_jobs.mark_job_failed(tx.conn, job, error=error, retry_at=retry_at, now=now)
+        if state == "dead" and on_dead is not None:
+            await on_dead(services, tx, job)
     if state == "dead":
         log.error("jobs.dead", kind=job.kind, job_id=job.id, attempts=job.attempts, error=error)
-        if on_dead is not None:
-            async with transaction(
-                services.pool, clock, services.redis, max_attempts=services.settings.job_max_attempts
-            ) as tx:
-                await on_dead(services, tx, job)
     else:
         log.warning("jobs.retry", kind=job.kind, job_id=job.id, attempt=job.attempts, error=error,
                     retry_at=retry_at.isoformat())

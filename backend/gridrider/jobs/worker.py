@@ -26,7 +26,9 @@ def _arq_function(kind: str, spec: JobKind, settings: Settings) -> Function:
 
     run.__qualname__ = kind
     # arq must never retry on its own: the relay is the one retry mechanism (DESIGN.md §7).
-    return func(run, name=kind, max_tries=1, timeout=(spec.lease_s or settings.job_lease_s))
+    # keep_result=0: a failed claim (database blip) must not leave a result that makes arq drop the
+    # relay's next nudge of the same id for an hour; the claim is atomic, so a re-run is harmless.
+    return func(run, name=kind, max_tries=1, timeout=(spec.lease_s or settings.job_lease_s), keep_result=0)
 
 
 async def _relay(ctx: dict[str, Any]) -> int:
