@@ -121,3 +121,39 @@ async def test_similar_streets_are_not_reuse(client, settings, clock, db, courie
     assert await db.fetchval("SELECT count(*) FROM incidents") == len(street_photos)
     assert await db.fetchval("SELECT count(*) FROM photos WHERE state = 'ready'") == len(street_photos)
     assert await db.fetchval("SELECT count(*) FROM flags") == 0
+
+
+async def test_a_decoder_crash_fails_the_photo_and_the_worker_and_report_carry_on(
+    client, settings, clock, db, courier, street_photos, monkeypatch,
+):
+    from gridrider.images import sandbox as sandbox_module
+
+    calls = {"n": 0}
+
+    async def crash_on_first_photo(self, data: bytes):
+        calls["n"] += 1
+        if calls["n"] == 1:  # a hostile file that kills the decoder process
+            return await self.run(sandbox_module._crash_for_tests, data)
+        return await self.run(sandbox_module.pipeline.normalise, data)
+
+    monkeypatch.setattr(sandbox_module.PhotoSandbox, "normalise", crash_on_first_photo)
+    report = await report_with(client, clock, courier, street_photos[:2])
+    await settle(settings, clock)
+    rows = await db.fetch("SELECT state, failure_reason FROM photos ORDER BY position")
+    assert [(r["state"], r["failure_reason"]) for r in rows] == [("failed", "decoder_crashed"), ("ready", None)]
+    fresh = (await client.get(f"/api/v1/reports/{report['id']}", headers=courier.headers)).json()
+    assert fresh["state"] == "processed"
+
+
+async def test_normalising_twice_changes_nothing(client, settings, clock, db, redis, courier, street_photos):
+    await report_with(client, clock, courier, street_photos[:1])
+    await settle(settings, clock)
+    before = await db.fetch("SELECT id, display_key, thumb_key, dhash FROM photos")
+    await db.execute("UPDATE jobs SET state = 'pending', attempts = 0 WHERE kind = 'normalise_photos'")
+    from gridrider.jobs.relay import relay_due_jobs
+    from gridrider.services import Services
+
+    await relay_due_jobs(Services(settings=settings, clock=clock, pool=db, redis=redis, blobs=None))
+    await settle(settings, clock)
+    assert await db.fetch("SELECT id, display_key, thumb_key, dhash FROM photos") == before
+    assert await db.fetchval("SELECT count(*) FROM flags") == 0
