@@ -332,3 +332,12 @@ async def test_the_categories_list_puts_life_safety_first(client, courier):
     assert len(categories) == 13
     assert [c["life_safety"] for c in categories[:4]] == [True] * 4
     assert {"code": "flying_wire_charging", "name_zh": "飞线充电"}.items() <= categories[4].items()
+
+
+async def test_a_text_part_in_an_unknown_charset_is_400_not_500(client, db, courier):
+    body = (b"--xyz\r\nContent-Disposition: form-data; name=\"meta\"\r\n"
+            b"Content-Type: text/plain; charset=klingon-8\r\n\r\n\xff\xfe{}\r\n--xyz--\r\n")
+    reply = await client.post("/api/v1/reports", headers={
+        **courier.headers, "content-type": "multipart/form-data; boundary=xyz"}, content=body)
+    assert reply.status_code in (400, 422), reply.text
+    assert await stored(db) == (0, 0, 0)

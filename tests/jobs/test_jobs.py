@@ -215,3 +215,21 @@ async def test_a_request_commits_even_when_redis_is_down(tmp_path, database_url,
         assert (await job_row(db, job.id))["state"] == "done"
     finally:
         await redis.aclose()
+
+
+async def test_a_job_whose_every_attempt_ran_out_of_lease_goes_dead_with_its_fallback(settings, clock, db, redis,
+                                                                                      test_kinds):
+    """A job that always hangs or kills its worker never fails cleanly; its attempts still run out."""
+    from tests.jobs.kinds import on_probe_fail_dead, probe_record
+
+    services = Services(settings=settings, clock=clock, pool=db, redis=redis, blobs=None)
+    async with transaction(db, clock, None, max_attempts=2) as tx:
+        job = await tx.add_job("probe_record", max_attempts=2)
+    # Two attempts claimed the row and vanished (SIGKILL, hang) without recording anything.
+    await db.execute("UPDATE jobs SET state = 'running', attempts = 2, lease_until = $2 WHERE id = $1",
+                     job.id, clock.now() - dt.timedelta(seconds=1))
+    outcome = await run_job_row(services, job.id, probe_record, on_dead=on_probe_fail_dead)
+    assert outcome.startswith("failed (dead): JobExhausted")
+    row = await job_row(db, job.id)
+    assert (row["state"], row["attempts"]) == ("dead", 3)
+    assert await effects(db) == [(job.id, 3, "dead handler")]  # the fallback committed with the death
