@@ -16,15 +16,16 @@ from gridrider.api.schemas import MemberOut
 from gridrider.db import members as db_members
 from gridrider.db.members import MemberRow
 from gridrider.domain import enrolment
-from gridrider.domain.enrolment import EnrolmentRequest, SignedIn, SignIn
+from gridrider.domain.enrolment import EnrolmentInvalid, EnrolmentRequest, SignedIn, SignIn
 from gridrider.errors import NotFound, RateLimited
 from gridrider.jobs.queue import Tx
 from gridrider.services import Services
 
-# Nobody is signed in yet, so sign-in attempts are limited per address (riders behind one carrier
-# NAT share it: generous enough for a depot signing in at once, tight enough to stop guessing; each
-# code also locks after 5 wrong tries).
-SIGN_IN_ATTEMPTS = Limit(name="sign_in_attempts", limit=60, window_s=600)
+# Nobody is signed in yet, so sign-in FAILURES are limited per address. Only failures count: a depot
+# of riders behind one carrier NAT signing in at once must all get in. The per-address check is a
+# peek, so a burst of concurrent guesses can overshoot it a little — each code still locks after 5
+# wrong tries, counted under its row lock, so guessing stays bounded per code.
+SIGN_IN_FAILURES = Limit(name="sign_in_failures", limit=30, window_s=600)
 
 PRIVACY_NOTICE = {
     "zh-CN": ("gridrider 只保存你上报时的位置、时间、照片和备注，用于把隐患转给负责的网格处理；"
@@ -91,15 +92,22 @@ class SessionController(Controller):
     async def sign_in(self, request: Request[Any, Any, Any], services: NamedDependency[Services],
                       limiter: NamedDependency[RateLimiter], data: JSONBody[SignIn]) -> SessionOut:
         now = services.clock.now()
-        # Counted before trying, atomically: concurrent guesses cannot all slip under the limit.
-        budget = await limiter.hit(SIGN_IN_ATTEMPTS, f"ip:{_client_address(request)}", now=now.timestamp())
+        address = f"ip:{_client_address(request)}"
+        budget = await limiter.peek(SIGN_IN_FAILURES, address, now=now.timestamp())
         if not budget.allowed:
             raise RateLimited(budget.retry_after_s)
-        async with services.pool.acquire() as conn, conn.transaction():
-            outcome = await enrolment.sign_in(conn, data, now=now, secret=services.settings.session_secret)
-            member = await db_members.member_by_id(conn, outcome.member_id) if isinstance(outcome, SignedIn) else None
+        try:
+            async with services.pool.acquire() as conn, conn.transaction():
+                outcome = await enrolment.sign_in(conn, data, now=now, secret=services.settings.session_secret)
+                member = await db_members.member_by_id(conn, outcome.member_id) \
+                    if isinstance(outcome, SignedIn) else None
+        except EnrolmentInvalid:
+            await limiter.hit(SIGN_IN_FAILURES, address, now=now.timestamp())
+            raise
         if not isinstance(outcome, SignedIn):
-            raise outcome  # a wrong try, committed above before answering
+            # A wrong try: committed above (it counts toward the code's lock) before answering.
+            await limiter.hit(SIGN_IN_FAILURES, address, now=now.timestamp())
+            raise outcome
         signed = outcome
         assert member is not None
         return SessionOut(token=signed.token, member=MemberOut.of(member, phone=member.phone))
