@@ -250,3 +250,8 @@ async def test_a_session_token_is_stored_only_as_a_hash(db, login):
     courier = await login("courier", "13966660000", [GRID])
     stored = [r["token_hash"] for r in await db.fetch("SELECT token_hash FROM sessions")]
     assert stored and all(len(h) == 32 and courier.token.encode() not in h for h in stored)
+
+
+async def test_an_out_of_range_member_id_is_4xx_not_500(client, admin):
+    reply = await client.get("/api/v1/members/99999999999999999999", headers=admin.headers)
+    assert reply.status_code in (400, 404, 422), reply.text

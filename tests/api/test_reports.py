@@ -341,3 +341,14 @@ async def test_a_text_part_in_an_unknown_charset_is_400_not_500(client, db, cour
         **courier.headers, "content-type": "multipart/form-data; boundary=xyz"}, content=body)
     assert reply.status_code in (400, 422), reply.text
     assert await stored(db) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/reports/99999999999999999999999",
+    "/api/v1/reports/0",
+    "/api/v1/me/reports?limit=99999999999999999999999",
+    "/api/v1/me/reports?cursor=999999999999999999",
+])
+async def test_out_of_range_numbers_in_urls_are_4xx_not_500(client, courier, path):
+    reply = await client.get(path, headers=courier.headers)
+    assert reply.status_code in (200, 400, 404, 422), reply.text

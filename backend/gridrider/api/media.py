@@ -6,6 +6,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
+from gridrider.api.schemas import RowId
 from gridrider.db import photos as db_photos
 from gridrider.errors import DomainError, NotFound
 from gridrider.images.urls import signature_valid
@@ -21,7 +22,7 @@ class MediaController(Controller):
 
     # Public in the sense of "no Bearer header": the signature is the permission, so <img> tags work.
     @get("/{photo_id:int}/{variant:str}", operation_id="getPhoto", opt={"access": "public"})
-    async def photo(self, services: NamedDependency[Services], photo_id: FromPath[int], variant: FromPath[str],
+    async def photo(self, services: NamedDependency[Services], photo_id: RowId, variant: FromPath[str],
                     exp: FromQuery[int] = 0, sig: FromQuery[str] = "") -> Response[bytes]:
         now = services.clock.now()
         if not signature_valid(services.settings.url_signing_secret, photo_id, variant, exp, sig[:64], now):

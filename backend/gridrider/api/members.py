@@ -8,11 +8,11 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from gridrider.api.auth import ANY_MEMBER, PUBLIC, roles
 from gridrider.api.ratelimit import Limit, RateLimiter
-from gridrider.api.schemas import MemberOut
+from gridrider.api.schemas import MemberOut, RowId
 from gridrider.db import members as db_members
 from gridrider.db.members import MemberRow
 from gridrider.domain import enrolment
@@ -140,21 +140,21 @@ class MemberController(Controller):
 
     @get("/{member_id:int}", operation_id="getMember", opt=roles("admin", "supervisor"))
     async def get_member(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow],
-                         member_id: FromPath[int]) -> MemberOut:
+                         member_id: RowId) -> MemberOut:
         member = await self._member_in_reach(tx, me, member_id)
         return MemberOut.of(member, phone=member.phone)  # supervisors see full numbers of their own people
 
     @post("/{member_id:int}/revoke-sessions", operation_id="revokeMemberSessions", opt=roles("admin", "supervisor"),
           status_code=200)
     async def revoke_sessions(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow],
-                              services: NamedDependency[Services], member_id: FromPath[int]) -> dict[str, int]:
+                              services: NamedDependency[Services], member_id: RowId) -> dict[str, int]:
         member = await self._member_in_reach(tx, me, member_id)
         return {"revoked": await db_members.revoke_all_sessions(tx.conn, member.id, services.clock.now())}
 
     @post("/{member_id:int}/deactivate", operation_id="deactivateMember", opt=roles("admin", "supervisor"),
           status_code=200)
     async def deactivate(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow],
-                         services: NamedDependency[Services], member_id: FromPath[int]) -> MemberOut:
+                         services: NamedDependency[Services], member_id: RowId) -> MemberOut:
         member = await self._member_in_reach(tx, me, member_id)
         now = services.clock.now()
         await db_members.deactivate_member(tx.conn, member.id, now)
@@ -164,7 +164,7 @@ class MemberController(Controller):
         return MemberOut.of(updated, phone=updated.phone)
 
     @put("/{member_id:int}/areas", operation_id="setMemberAreas", opt=roles("admin", "supervisor"))
-    async def set_areas(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow], member_id: FromPath[int],
+    async def set_areas(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow], member_id: RowId,
                         data: JSONBody[AreasIn]) -> MemberOut:
         member = await self._member_in_reach(tx, me, member_id)
         areas = await enrolment.resolve_areas(tx.conn, caller=me, role=member.role, codes=data.area_codes)

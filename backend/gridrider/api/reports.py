@@ -12,10 +12,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 
 from gridrider.api.auth import roles
 from gridrider.api.ratelimit import Limit, RateLimiter
+from gridrider.api.schemas import RowId
 from gridrider.db import reports as db_reports
 from gridrider.db.members import MemberRow
 from gridrider.db.reports import ReportRow
@@ -248,7 +249,7 @@ class ReportController(Controller):
 
     @get("/reports/{report_id:int}", operation_id="getReport", opt=roles("courier"))
     async def get_report(self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
-                         report_id: FromPath[int]) -> ReportOut:
+                         report_id: RowId) -> ReportOut:
         report = await db_reports.own_report(services.pool, report_id, me.id)
         if report is None:
             raise NotFound()

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+from litestar.params import PathParameter
 
 from gridrider.db.members import MemberRow
+
+# Every row id in a URL: a PostgreSQL bigint, so a 30-digit id is a 400 at the door, not a 500 in asyncpg.
+RowId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 class MemberOut(msgspec.Struct, frozen=True):
