@@ -83,26 +83,31 @@ _FIELD_MESSAGES = {
 }
 
 
+def msgspec_field_error(raw: str, *, key: str, lang: str = "zh-CN") -> FieldError:
+    """One msgspec validation message as {field, code, message}: the one place that reads its wording."""
+    lowered = raw.lower()
+    code = "required" if "required" in lowered else "unknown_field" if "unknown field" in lowered else "invalid"
+    field = key
+    if named := _NAMED_FIELD.search(raw):
+        # msgspec names the offending field in the message when the key is the whole body.
+        field = named.group(1) if key in ("data", "body", "meta") else f"{key}.{named.group(1)}"
+    elif "$." in raw:
+        field = raw.rsplit("$.", 1)[-1].rstrip("`")
+    zh, en = _FIELD_MESSAGES[code]
+    message = (en if lang == "en" else zh).format(field=field)
+    if code == "invalid" and lang == "en" and raw:
+        message = f"{message} {raw.split(' - at ')[0]}"
+    return FieldError(field=field, code=code, message=message)
+
+
 def _field_errors(exc: ValidationException, lang: str) -> list[FieldError]:
     """Litestar/msgspec validation details as [{field, code, message}], the message in the caller's language."""
-    found: list[FieldError] = []
     extra = exc.extra if isinstance(exc.extra, list) else []
-    for item in extra:
-        if not isinstance(item, dict):
-            continue
-        raw = str(item.get("message", ""))
-        field = str(item.get("key") or item.get("source") or "body")
-        lowered = raw.lower()
-        code = "required" if "required" in lowered else "unknown_field" if "unknown field" in lowered else "invalid"
-        if named := _NAMED_FIELD.search(raw):
-            # msgspec names the offending field in the message when the key is the whole body.
-            field = named.group(1) if field in ("data", "body") else f"{field}.{named.group(1)}"
-        zh, en = _FIELD_MESSAGES[code]
-        message = (en if lang == "en" else zh).format(field=field)
-        if code == "invalid" and lang == "en" and raw:
-            message = f"{message} {raw.split(' - at ')[0]}"
-        found.append(FieldError(field=field, code=code, message=message))
-    return found
+    return [
+        msgspec_field_error(str(item.get("message", "")), key=str(item.get("key") or item.get("source") or "body"),
+                            lang=lang)
+        for item in extra if isinstance(item, dict)
+    ]
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:

@@ -15,6 +15,7 @@ from litestar.exceptions import ClientException
 from litestar.params import FromQuery
 
 from gridrider.api.auth import roles
+from gridrider.api.problems import msgspec_field_error
 from gridrider.api.ratelimit import Limit, RateLimiter
 from gridrider.api.schemas import RowId
 from gridrider.db import reports as db_reports
@@ -161,15 +162,7 @@ def _parse_meta(raw: dict[str, Any]) -> ReportMeta:
     try:
         return msgspec.convert(raw, ReportMeta, strict=False)
     except msgspec.ValidationError as exc:
-        message = str(exc)
-        field = message.rsplit("$.", 1)[-1].rstrip("`") if "$." in message else "meta"
-        if "unknown field" in message:
-            field = message.split("`")[1] if "`" in message else field
-            raise ValidationFailed(errors=[FieldError(field, "unknown_field", f"不支持的字段 {field}。")]) from None
-        if "missing required field" in message:
-            field = message.split("`")[1] if "`" in message else field
-            raise ValidationFailed(errors=[FieldError(field, "required", f"缺少必填字段 {field}。")]) from None
-        raise ValidationFailed(errors=[FieldError(field, "invalid", f"字段 {field} 的值无效。")]) from None
+        raise ValidationFailed(errors=[msgspec_field_error(str(exc), key="meta")]) from None
 
 
 class ReportController(Controller):
