@@ -6,9 +6,17 @@ DATABASE_URL / REDIS_URL when set, else the embedded servers in a throw-away dat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import msgspec
+
+from gridrider.config import Settings, load_settings
 
 BENCHES: dict[str, Callable[[list[str]], int]] = {}
 
@@ -32,6 +40,38 @@ def machine_line() -> str:
     except OSError:
         pass
     return f"machine: {model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+class BenchRuntime(msgspec.Struct, frozen=True):
+    settings: Settings
+    data_dir: Path | None  # the throw-away data dir of embedded servers, None with configured URLs
+
+    @property
+    def servers(self) -> str:
+        return "embedded" if self.data_dir else "configured"
+
+
+@contextlib.contextmanager
+def bench_runtime(*, prefix: str = "gridrider-bench-", need_redis: bool = True,
+                  keep: bool = False) -> Iterator[BenchRuntime]:
+    """Configured servers when DATABASE_URL (and REDIS_URL) are set, else embedded ones in a throw-away
+    data dir that is removed afterwards unless `keep`."""
+    from gridrider.cli import resolve_runtime, stop_embedded
+
+    settings = load_settings()
+    data_dir = None
+    if settings.database_url is None or (need_redis and settings.redis_url is None):
+        data_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        settings = load_settings(data_dir=data_dir)
+    runtime = resolve_runtime(settings, allow_embedded=True, need_secrets=need_redis, need_redis=need_redis)
+    try:
+        yield BenchRuntime(settings=runtime.settings, data_dir=data_dir)
+    finally:
+        stop_embedded(runtime.embedded)
+        if data_dir and not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        elif data_dir:
+            print(f"kept: data dir {data_dir} (GRIDRIDER_DATA_DIR={data_dir} gridrider … starts its PostgreSQL)")
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -34,8 +34,8 @@ import msgspec
 from litestar import Litestar, Request, get, post
 
 from gridrider.api.reports import MAX_REPORT_BODY, REPORT_INTAKE
-from gridrider.bench import bench, machine_line, percentile
-from gridrider.config import Settings, load_settings
+from gridrider.bench import BenchRuntime, bench, bench_runtime, machine_line, percentile
+from gridrider.config import Settings
 
 STREET_PHOTOS = Path("/work/shared/photos/street")
 PHOTO_SOURCE = "DSCN0010.jpg"
@@ -273,9 +273,6 @@ def _log_tail(log_path: Path, lines: int = 20) -> str:
 
 @bench("intake")
 def bench_intake(argv: list[str]) -> int:
-    from gridrider.cli import _migrate, _stop_children, _wait_ready, resolve_runtime, stop_embedded
-    from gridrider.embedded import free_loopback_port
-
     parser = argparse.ArgumentParser(prog="gridrider bench intake")
     parser.add_argument("--rate", type=float, default=100.0, help="offered reports per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured duration")
@@ -288,13 +285,15 @@ def bench_intake(argv: list[str]) -> int:
 
     photo, photo_what = _phone_photo()
     body_bytes = len(_multipart(_meta(), photo, args.photos))
-    settings = load_settings()
-    data_dir = None
-    if settings.database_url is None or settings.redis_url is None:
-        data_dir = tempfile.mkdtemp(prefix="gridrider-bench-")
-        settings = load_settings(data_dir=Path(data_dir))
-    runtime = resolve_runtime(settings, allow_embedded=True)
-    settings = runtime.settings
+    with bench_runtime() as runtime:
+        return _run_intake(args, runtime, photo, photo_what, body_bytes)
+
+
+def _run_intake(args, runtime: BenchRuntime, photo: bytes, photo_what: str, body_bytes: int) -> int:
+    from gridrider.cli import _migrate, _stop_children, _wait_ready
+    from gridrider.embedded import free_loopback_port
+
+    settings, data_dir = runtime.settings, runtime.data_dir
     logs = Path(tempfile.mkdtemp(prefix="gridrider-bench-logs-"))
     children: list[subprocess.Popen] = []
     try:
@@ -358,7 +357,4 @@ def bench_intake(argv: list[str]) -> int:
         return 0 if api_ok and bare_ok else 1
     finally:
         _stop_children(children)
-        stop_embedded(runtime.embedded)
         shutil.rmtree(logs, ignore_errors=True)
-        if data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)

@@ -10,14 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-from gridrider.bench import bench, machine_line, percentile
+from gridrider.bench import bench, bench_runtime, machine_line, percentile
 from gridrider.clock import SystemClock
-from gridrider.config import Settings, load_settings
+from gridrider.config import Settings
 from gridrider.jobs.runner import JobCall
 
 BENCH_KIND = "bench_noop"
@@ -88,7 +85,7 @@ async def _wait_and_measure(settings: Settings, ids: list[int], timeout_s: float
 
 @bench("jobs")
 def bench_jobs(argv: list[str]) -> int:
-    from gridrider.cli import _migrate, resolve_runtime, stop_embedded
+    from gridrider.cli import _migrate
 
     parser = argparse.ArgumentParser(prog="gridrider bench jobs")
     parser.add_argument("--rate", type=float, default=200.0, help="offered jobs per second")
@@ -96,36 +93,29 @@ def bench_jobs(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds, not measured")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
-    data_dir = None
-    if settings.database_url is None or settings.redis_url is None:
-        data_dir = tempfile.mkdtemp(prefix="gridrider-bench-")
-        settings = load_settings(data_dir=Path(data_dir))
-    runtime = resolve_runtime(settings, allow_embedded=True)
-    settings = runtime.settings
-    worker = multiprocessing.get_context("spawn").Process(target=_worker_process, args=(settings,), daemon=True)
-    try:
-        asyncio.run(_migrate(settings))
-        worker.start()
-        print(machine_line())
-        print(f"load: one job per transaction, offered {args.rate:.0f}/s open-loop; warm-up {args.warmup:.0f} s, "
-              f"measured {args.seconds:.0f} s; 1 worker process, 20 concurrent jobs; "
-              f"{'embedded' if data_dir else 'configured'} PostgreSQL and Redis")
-        asyncio.run(_offer_load(settings, args.rate, args.warmup))
-        began = time.perf_counter()
-        ids = asyncio.run(_offer_load(settings, args.rate, args.seconds))
-        offered_for = time.perf_counter() - began
-        latencies = asyncio.run(_wait_and_measure(settings, ids, timeout_s=120))
-        done_within = time.perf_counter() - began
-        print(f"jobs: {len(ids)} offered in {offered_for:.1f} s ({len(ids) / offered_for:.0f}/s achieved), "
-              f"{len(latencies)} done; all done {done_within:.1f} s after the first")
-        print(f"commit→done latency: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-              f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {latencies[-1] * 1000 if latencies else 0:.0f} ms")
-        return 0 if len(latencies) == len(ids) else 1
-    finally:
-        if worker.is_alive():
-            worker.terminate()
-            worker.join(10)
-        stop_embedded(runtime.embedded)
-        if data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
+    with bench_runtime() as runtime:
+        settings = runtime.settings
+        worker = multiprocessing.get_context("spawn").Process(target=_worker_process, args=(settings,), daemon=True)
+        try:
+            asyncio.run(_migrate(settings))
+            worker.start()
+            print(machine_line())
+            print(f"load: one job per transaction, offered {args.rate:.0f}/s open-loop; warm-up {args.warmup:.0f} s, "
+                  f"measured {args.seconds:.0f} s; 1 worker process, 20 concurrent jobs; "
+                  f"{runtime.servers} PostgreSQL and Redis")
+            asyncio.run(_offer_load(settings, args.rate, args.warmup))
+            began = time.perf_counter()
+            ids = asyncio.run(_offer_load(settings, args.rate, args.seconds))
+            offered_for = time.perf_counter() - began
+            latencies = asyncio.run(_wait_and_measure(settings, ids, timeout_s=120))
+            done_within = time.perf_counter() - began
+            print(f"jobs: {len(ids)} offered in {offered_for:.1f} s ({len(ids) / offered_for:.0f}/s achieved), "
+                  f"{len(latencies)} done; all done {done_within:.1f} s after the first")
+            print(f"commit→done latency: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+                  f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
+                  f"max {latencies[-1] * 1000 if latencies else 0:.0f} ms")
+            return 0 if len(latencies) == len(ids) else 1
+        finally:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(10)

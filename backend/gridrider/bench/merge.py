@@ -17,20 +17,18 @@ import datetime as dt
 import math
 import random
 import shutil
-import tempfile
 import time
 import urllib.parse
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from pathlib import Path
 
 import h3
 import msgspec
 import numpy as np
 
-from gridrider.bench import bench, machine_line, percentile
-from gridrider.config import Settings, load_settings
+from gridrider.bench import bench, bench_runtime, machine_line, percentile
+from gridrider.config import Settings
 
 BENCH_DATABASE = "gridrider_bench_merge"  # with a configured DATABASE_URL: created, used and dropped
 SEED = 20260415
@@ -701,7 +699,7 @@ async def _create_bench_database(url: str, drop_only: bool = False) -> None:
 
 @bench("merge")
 def bench_merge(argv: list[str]) -> int:
-    from gridrider.cli import _migrate, resolve_runtime, stop_embedded
+    from gridrider.cli import _migrate
 
     parser = argparse.ArgumentParser(prog="gridrider bench merge")
     parser.add_argument("--reports", type=int, default=1_000_000, help="historical reports in the tables")
@@ -713,32 +711,22 @@ def bench_merge(argv: list[str]) -> int:
     if args.reports < 1 or args.samples < 1 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--reports, --samples and --concurrency must be positive, --warmup not negative")
 
-    settings = load_settings()
-    data_dir = None
-    configured_url = settings.database_url
-    if configured_url is None:
-        data_dir = tempfile.mkdtemp(prefix="gridrider-bench-merge-")
-        settings = load_settings(data_dir=Path(data_dir))
-    runtime = resolve_runtime(settings, allow_embedded=True, need_secrets=False, need_redis=False)
-    settings = runtime.settings
-    created = False
-    try:
-        print(machine_line(), flush=True)
-        if configured_url is not None:
-            asyncio.run(_create_bench_database(configured_url))
-            created = True
-            settings = msgspec.structs.replace(settings, database_url=_bench_database_url(configured_url))
-        began = time.perf_counter()
-        asyncio.run(_migrate(settings))
-        print(f"setup: migrated ({time.perf_counter() - began:.1f} s)", flush=True)
-        return asyncio.run(_main(settings, args, data_dir))
-    finally:
-        if created and not args.keep:
-            asyncio.run(_create_bench_database(configured_url, drop_only=True))
-        elif created:
-            print(f"kept: database {BENCH_DATABASE}")
-        stop_embedded(runtime.embedded)
-        if data_dir and not args.keep:
-            shutil.rmtree(data_dir, ignore_errors=True)
-        elif data_dir:
-            print(f"kept: data dir {data_dir} (GRIDRIDER_DATA_DIR={data_dir} gridrider … starts its PostgreSQL)")
+    with bench_runtime(prefix="gridrider-bench-merge-", need_redis=False, keep=args.keep) as runtime:
+        settings = runtime.settings
+        configured_url = None if runtime.data_dir else settings.database_url
+        created = False
+        try:
+            print(machine_line(), flush=True)
+            if configured_url is not None:
+                asyncio.run(_create_bench_database(configured_url))
+                created = True
+                settings = msgspec.structs.replace(settings, database_url=_bench_database_url(configured_url))
+            began = time.perf_counter()
+            asyncio.run(_migrate(settings))
+            print(f"setup: migrated ({time.perf_counter() - began:.1f} s)", flush=True)
+            return asyncio.run(_main(settings, args, str(runtime.data_dir) if runtime.data_dir else None))
+        finally:
+            if created and not args.keep:
+                asyncio.run(_create_bench_database(configured_url, drop_only=True))
+            elif created:
+                print(f"kept: database {BENCH_DATABASE}")
