@@ -43,6 +43,43 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+# Field-level codes in English; the domain writes its field messages in Chinese (the default language)
+# and the API edge swaps in these when the caller asked for English. {field} is the field's name.
+FIELD_MESSAGES_EN: dict[str, str] = {
+    "required": "The field {field} is required.",
+    "unknown_field": "The field {field} is not accepted.",
+    "invalid": "The value of {field} is invalid.",
+    "duplicate": "{field} may appear only once.",
+    "invalid_json": "{field} is not a valid JSON object.",
+    "not_a_file": "{field} must be a file.",
+    "too_large": "{field} is too large.",
+    "too_long": "{field} is too long.",
+    "invalid_character": "{field} contains an invalid character.",
+    "out_of_range": "{field} is out of range.",
+    "in_the_future": "The capture time is in the future; check the phone's clock.",
+    "too_old": "The capture time is more than 30 days ago.",
+    "timezone_required": "{field} needs a time zone.",
+    "unknown_category": "Unknown hazard category.",
+    "category_disabled": "This hazard category is no longer in use.",
+    "too_many_photos": "At most 3 photos per report.",
+    "invalid_phone": "Enter an 11-digit mainland mobile number.",
+    "invalid_length": "{field} must be 1 to 40 characters.",
+    "invalid_role": "Unsupported role.",
+    "invalid_platform": "Choose the rider's platform.",
+    "invalid_areas": "Choose 1 to 20 different areas.",
+    "wrong_area_level": "This role cannot be attached to areas of that level.",
+}
+
+
+def localise_field_error(error: FieldError, lang: str) -> FieldError:
+    """The same field error with its message in the caller's language."""
+    if error.code in MESSAGES:  # codes with a full zh/en pair (the photo checks)
+        return FieldError(error.field, error.code, message_for(error.code, lang))
+    if lang == "en" and error.code in FIELD_MESSAGES_EN:
+        return FieldError(error.field, error.code, FIELD_MESSAGES_EN[error.code].format(field=error.field))
+    return error
+
+
 def message_for(code: str, lang: str) -> str:
     zh, en = MESSAGES.get(code, MESSAGES["internal"])
     return en if lang == "en" else zh

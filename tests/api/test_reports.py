@@ -352,3 +352,12 @@ async def test_a_text_part_in_an_unknown_charset_is_400_not_500(client, db, cour
 async def test_out_of_range_numbers_in_urls_are_4xx_not_500(client, courier, path):
     reply = await client.get(path, headers=courier.headers)
     assert reply.status_code in (200, 400, 404, 422), reply.text
+
+
+async def test_field_messages_follow_the_callers_language(client, clock, courier):
+    english = await client.post("/api/v1/reports", headers={**courier.headers, "Accept-Language": "en"},
+                                files=files(meta(clock, lat=95.0)))
+    assert english.json()["errors"] == [{"field": "lat", "code": "out_of_range", "message": "lat is out of range."}]
+    chinese = await client.post("/api/v1/reports", headers=courier.headers,
+                                files=files(meta(clock), [b"GIF89a" + b"\x00" * 50]))
+    assert chinese.json()["errors"][0]["message"] == "只支持 JPEG、PNG 或 WebP 照片。"

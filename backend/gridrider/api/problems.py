@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from gridrider.errors import DomainError, FieldError, message_for
+from gridrider.errors import DomainError, FieldError, localise_field_error, message_for
 from gridrider.logging import get_logger
 
 log = get_logger(__name__)
@@ -111,7 +111,9 @@ def _field_errors(exc: ValidationException, lang: str) -> list[FieldError]:
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[Problem]:
-    return problem_response(request, status=exc.status, code=exc.code, errors=exc.errors, headers=exc.headers)
+    lang = request_language(request)
+    errors = [localise_field_error(error, lang) for error in exc.errors]
+    return problem_response(request, status=exc.status, code=exc.code, errors=errors, headers=exc.headers)
 
 
 def handle_validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
