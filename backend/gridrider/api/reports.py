@@ -20,6 +20,7 @@ from gridrider.api.ratelimit import Limit, RateLimiter
 from gridrider.api.schemas import RowId
 from gridrider.db import reports as db_reports
 from gridrider.db.members import MemberRow
+from gridrider.db.pool import Connection
 from gridrider.db.reports import ReportRow
 from gridrider.domain.geo import cell_of
 from gridrider.domain.reports import (
@@ -34,7 +35,7 @@ from gridrider.errors import DomainError, FieldError, NotFound, RateLimited, Val
 from gridrider.images.blobs import new_blob_key
 from gridrider.images.sniff import MAX_PHOTO_BYTES, PhotoRejected, SniffedPhoto, sniff_photo
 from gridrider.images.urls import signed_photo_path
-from gridrider.jobs.queue import transaction
+from gridrider.jobs.queue import transaction_on
 from gridrider.services import Services
 
 # Generous: a day of offline reports flushed at once passes; a stolen account's flood does not.
@@ -175,66 +176,70 @@ class ReportController(Controller):
         client_id = client_id_of(upload.raw_meta)
         photo_hashes = [hashlib.sha256(photo).digest() for photo in upload.photos]
         fingerprint = body_fingerprint(upload.raw_meta, photo_hashes)
-        # Idempotency first, before validation and rate limits: a phone retrying after days offline
-        # gets the report's current state, whatever changed meanwhile.
-        existing = await db_reports.report_id_for_key(services.pool, me.id, client_id)
-        if existing is not None:
-            return await self._replay(services, me, existing, fingerprint)
+        # One connection for the whole request, taken only once the body is read (a slow 4G upload
+        # must not hold a database connection); it sits idle, outside any transaction, during fsync.
+        async with services.pool.acquire() as conn:
+            # Idempotency first, before validation and rate limits: a phone retrying after days offline
+            # gets the report's current state, whatever changed meanwhile.
+            existing = await db_reports.report_id_for_key(conn, me.id, client_id)
+            if existing is not None:
+                return await self._replay(conn, services, me, existing, fingerprint)
 
-        now = services.clock.now()
-        category_code = str(upload.raw_meta.get("category", ""))[:64].replace("\x00", "")
-        category = await db_reports.category_info(services.pool, category_code)
-        if category is None or not category.life_safety:
-            decision = await limiter.hit(REPORT_INTAKE, f"member:{me.id}", now=now.timestamp())
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after_s)
-        meta = _parse_meta(upload.raw_meta)
-        flags = validate_meta(meta, category=category, now=now)
-        if len(upload.photos) > MAX_PHOTOS:
-            raise TooManyPhotos(errors=[FieldError("photo", "too_many_photos", "最多只能上传 3 张照片。")])
-        sniffed: list[SniffedPhoto] = []
-        for position, photo in enumerate(upload.photos):
-            try:
-                sniffed.append(sniff_photo(photo))
-            except PhotoRejected as rejected:
-                raise PhotoError(position, rejected) from None
+            now = services.clock.now()
+            category_code = str(upload.raw_meta.get("category", ""))[:64].replace("\x00", "")
+            category = await db_reports.category_info(conn, category_code)
+            if category is None or not category.life_safety:
+                decision = await limiter.hit(REPORT_INTAKE, f"member:{me.id}", now=now.timestamp())
+                if not decision.allowed:
+                    raise RateLimited(decision.retry_after_s)
+            meta = _parse_meta(upload.raw_meta)
+            flags = validate_meta(meta, category=category, now=now)
+            if len(upload.photos) > MAX_PHOTOS:
+                raise TooManyPhotos(errors=[FieldError("photo", "too_many_photos", "最多只能上传 3 张照片。")])
+            sniffed: list[SniffedPhoto] = []
+            for position, photo in enumerate(upload.photos):
+                try:
+                    sniffed.append(sniff_photo(photo))
+                except PhotoRejected as rejected:
+                    raise PhotoError(position, rejected) from None
 
-        # Bytes go to the blob store before the transaction; if it fails, the orphan sweep removes them.
-        keys = [new_blob_key("orig", now, s.extension) for s in sniffed]
-        for key, photo in zip(keys, upload.photos, strict=True):
-            await services.blobs.put(key, photo)
-        async with transaction(services.pool, services.clock, services.redis,
-                               max_attempts=services.settings.job_max_attempts) as tx:
-            report_id = await db_reports.insert_report(
-                tx.conn, reporter_id=me.id, client_id=client_id, category=meta.category, lat=meta.lat, lon=meta.lon,
-                accuracy_m=meta.accuracy_m, position_source=meta.position_source, cell=cell_of(meta.lat, meta.lon),
-                captured_at=meta.captured_at, received_at=now, queued_for_s=meta.queued_for_s, note=meta.note,
-                flags=flags, body_fingerprint=fingerprint,
-            )
-            if report_id is not None:
-                for position, (key, found, digest) in enumerate(zip(keys, sniffed, photo_hashes, strict=True)):
-                    await db_reports.insert_photo(
-                        tx.conn, report_id=report_id, position=position, original_key=key, upload_sha256=digest,
-                        content_type=found.content_type, size=found.bytes, width=found.width, height=found.height,
-                        now=now,
-                    )
-                await tx.add_job("process_report", {"report_id": report_id})
-                if sniffed:
-                    await tx.add_job("normalise_photos", {"report_id": report_id})
-        if report_id is None:
-            # An identical request committed first (the phone retried while we worked): answer as a replay.
-            for key in keys:
-                await services.blobs.delete(key)
-            winner = await db_reports.report_id_for_key(services.pool, me.id, client_id)
-            assert winner is not None
-            return await self._replay(services, me, winner, fingerprint)
-        report = await db_reports.own_report(services.pool, report_id, me.id)
+            # Bytes go to the blob store before the transaction; if it fails, the orphan sweep removes them.
+            keys = [new_blob_key("orig", now, s.extension) for s in sniffed]
+            for key, photo in zip(keys, upload.photos, strict=True):
+                await services.blobs.put(key, photo)
+            async with transaction_on(conn, services.clock, services.redis,
+                                      max_attempts=services.settings.job_max_attempts) as tx:
+                report_id = await db_reports.insert_report(
+                    conn, reporter_id=me.id, client_id=client_id, category=meta.category, lat=meta.lat,
+                    lon=meta.lon, accuracy_m=meta.accuracy_m, position_source=meta.position_source,
+                    cell=cell_of(meta.lat, meta.lon), captured_at=meta.captured_at, received_at=now,
+                    queued_for_s=meta.queued_for_s, note=meta.note, flags=flags, body_fingerprint=fingerprint,
+                )
+                if report_id is not None:
+                    for position, (key, found, digest) in enumerate(zip(keys, sniffed, photo_hashes, strict=True)):
+                        await db_reports.insert_photo(
+                            conn, report_id=report_id, position=position, original_key=key, upload_sha256=digest,
+                            content_type=found.content_type, size=found.bytes, width=found.width,
+                            height=found.height, now=now,
+                        )
+                    await tx.add_job("process_report", {"report_id": report_id})
+                    if sniffed:
+                        await tx.add_job("normalise_photos", {"report_id": report_id})
+            if report_id is None:
+                # An identical request committed first (the phone retried while we worked): a replay.
+                for key in keys:
+                    await services.blobs.delete(key)
+                winner = await db_reports.report_id_for_key(conn, me.id, client_id)
+                assert winner is not None
+                return await self._replay(conn, services, me, winner, fingerprint)
+            report = await db_reports.own_report(conn, report_id, me.id)
         assert report is not None
         return Response(report_out(report, services), status_code=201)
 
     @staticmethod
-    async def _replay(services: Services, me: MemberRow, report_id: int, fingerprint: bytes) -> Response[ReportOut]:
-        report = await db_reports.own_report(services.pool, report_id, me.id)
+    async def _replay(conn: Connection, services: Services, me: MemberRow, report_id: int,
+                      fingerprint: bytes) -> Response[ReportOut]:
+        report = await db_reports.own_report(conn, report_id, me.id)
         assert report is not None
         if report.body_fingerprint != fingerprint:
             raise ClientIdReused()

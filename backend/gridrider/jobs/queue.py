@@ -89,12 +89,20 @@ class Tx:
 
 
 @contextlib.asynccontextmanager
+async def transaction_on(
+    conn: Connection, clock: Clock, redis: ArqRedis | None, *, max_attempts: int
+) -> AsyncIterator[Tx]:
+    """A transaction on a connection the caller already holds; its job rows are nudged after COMMIT."""
+    tx = Tx(conn, clock, max_attempts=max_attempts)
+    async with conn.transaction():
+        yield tx
+    # Only here is the transaction committed; an exception above skipped this and rolled back.
+    await nudge(redis, tx.jobs)
+
+
+@contextlib.asynccontextmanager
 async def transaction(
     pool: Pool, clock: Clock, redis: ArqRedis | None, *, max_attempts: int
 ) -> AsyncIterator[Tx]:
-    async with pool.acquire() as conn:
-        tx = Tx(conn, clock, max_attempts=max_attempts)
-        async with conn.transaction():
-            yield tx
-    # Only here is the transaction committed; an exception above skipped this and rolled back.
-    await nudge(redis, tx.jobs)
+    async with pool.acquire() as conn, transaction_on(conn, clock, redis, max_attempts=max_attempts) as tx:
+        yield tx
