@@ -15,6 +15,16 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message names the variable and what is wrong."""
 
 
+# FCM (Chrome, Edge on Android), Mozilla (Firefox), Apple (Safari), Windows (WNS for Edge/legacy).
+DEFAULT_PUSH_HOSTS = (
+    "fcm.googleapis.com",
+    "updates.push.services.mozilla.com",
+    "*.push.apple.com",
+    "*.notify.windows.com",
+)
+_PUSH_HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # PostgreSQL URL; unset → an embedded PostgreSQL (pgserver) in the data dir.
     database_url: str | None = None
@@ -32,10 +42,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_secret: str = ""
     # Secret for signing expiring photo URLs; from the environment or the secrets file.
     url_signing_secret: str = ""
-    # VAPID private key (PEM) for Web Push; from the environment or the secrets file.
+    # VAPID private keys (PEM) for Web Push: one or more PEM blocks, the last one current (key rotation:
+    # `gridrider vapid-keys rotate`); from the environment or the secrets file.
     vapid_private_key: str = ""
-    # Contact for push services in the VAPID claim (mailto: or https: URL).
+    # Contact for push services in the VAPID claim (a mailto: address; `webpush` sends it as mailto:).
     vapid_subject: str = "mailto:ops@gridrider.invalid"
+    # Push services whose endpoints subscriptions may use: host names, "*.example.com" for any subdomain.
+    push_hosts: tuple[str, ...] = DEFAULT_PUSH_HOSTS
+    # Seconds one push request may take (connect + send + answer) before it counts as failed.
+    push_timeout_s: float = 10.0
+    # Requests in flight at once per push service (one connection each).
+    push_concurrency: int = 32
     # Log level: debug, info, warning or error.
     log_level: str = "info"
     # Log format: "text" (key=value, for terminals) or "json" (one object per line, for collectors).
@@ -70,6 +87,9 @@ _ENV = {
     "GRIDRIDER_URL_SIGNING_SECRET": "url_signing_secret",
     "GRIDRIDER_VAPID_PRIVATE_KEY": "vapid_private_key",
     "GRIDRIDER_VAPID_SUBJECT": "vapid_subject",
+    "GRIDRIDER_PUSH_HOSTS": "push_hosts",
+    "GRIDRIDER_PUSH_TIMEOUT_S": "push_timeout_s",
+    "GRIDRIDER_PUSH_CONCURRENCY": "push_concurrency",
     "GRIDRIDER_LOG_LEVEL": "log_level",
     "GRIDRIDER_LOG_FORMAT": "log_format",
     "GRIDRIDER_JOB_LEASE_S": "job_lease_s",
@@ -106,6 +126,18 @@ def _positive_int(env: str, raw: str, *, low: int = 1, high: int | None = None) 
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(f"{env}: must be {bound}, got {value}")
     return value
+
+
+def _push_hosts(env: str, raw: str) -> tuple[str, ...]:
+    """Host names only: an IP literal or a single-label name (localhost) could point the sender inward."""
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if not hosts:
+        raise SettingsError(f"{env}: expected a comma-separated list of push service host names")
+    for host in hosts:
+        if not _PUSH_HOST_RE.match(host):
+            raise SettingsError(
+                f"{env}: {host!r} is not a public host name (IP addresses and names like localhost are refused)")
+    return hosts
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -169,9 +201,21 @@ def _parse(name: str, field: str, raw: str) -> object:
                 raise SettingsError(f"{name}: expected text or json, got {raw!r}")
             return raw
         case "vapid_subject":
-            if not raw.startswith(("mailto:", "https://")):
-                raise SettingsError(f"{name}: expected a mailto: or https:// contact, got {raw!r}")
+            if not re.fullmatch(r"mailto:[^@\s]+@[^@\s]+\.[^@\s]+", raw):
+                raise SettingsError(f"{name}: expected a mailto: address (mailto:ops@example.com), got {raw!r}")
             return raw
+        case "push_hosts":
+            return _push_hosts(name, raw)
+        case "push_timeout_s":
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}: expected a number of seconds, got {raw!r}") from None
+            if not 0.5 <= value <= 60:
+                raise SettingsError(f"{name}: must be between 0.5 and 60 seconds, got {raw}")
+            return value
+        case "push_concurrency":
+            return _positive_int(name, raw, high=1024)
         case "host":
             return raw
         case "publish_schema":

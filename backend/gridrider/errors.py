@@ -40,6 +40,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "photo_animated": ("不支持动图。", "Animated images are not accepted."),
     "photo_link_invalid": ("图片链接无效或已过期，请刷新页面。", "This photo link is invalid or has expired; reload the page."),
     "photo_unreadable": ("照片文件已损坏，无法读取。", "A photo file could not be read."),
+    "push_endpoint_malformed": ("推送地址格式不正确。", "The push endpoint is not a valid URL."),
+    "push_endpoint_too_long": ("推送地址太长。", "The push endpoint is too long."),
+    "push_endpoint_not_https": ("推送地址必须使用 https。", "The push endpoint must use https."),
+    "push_endpoint_userinfo": ("推送地址不能包含用户名或密码。", "The push endpoint must not contain a user name or password."),
+    "push_endpoint_port": ("推送地址只能使用 443 端口。", "The push endpoint must use port 443."),
+    "push_endpoint_ip_literal": ("推送地址不能是 IP 地址。", "The push endpoint must name a host, not an IP address."),
+    "push_endpoint_host_not_allowed": ("不支持该推送服务。", "This push service is not supported."),
+    "push_key_invalid": ("推送公钥 p256dh 无效（应为 P-256 公钥）。", "The p256dh key is not a valid P-256 public key."),
+    "push_auth_invalid": ("推送密钥 auth 无效（应为 16 字节）。", "The auth secret must be 16 bytes."),
 }
 
 
@@ -125,6 +134,19 @@ class InvalidTransition(DomainError):
 
 class Conflict(DomainError):
     status, code = 409, "conflict"
+
+
+class PushSubscriptionRejected(DomainError):
+    """A push subscription the sender must never use; `code` names the reason (push_endpoint_*, push_key_invalid)."""
+
+    status = 422
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        assert code in MESSAGES, code
+        field = {"push_key_invalid": "keys.p256dh", "push_auth_invalid": "keys.auth"}.get(code, "endpoint")
+        # The field error carries the same code, so the API edge gives its text in the caller's language.
+        super().__init__(detail, errors=[FieldError(field, code, MESSAGES[code][0])])
+        self.code = code  # type: ignore[misc]  # per instance: one class, many precise reasons
 
 
 class RateLimited(DomainError):
