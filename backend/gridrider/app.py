@@ -19,6 +19,7 @@ from gridrider.api.health import HealthController
 from gridrider.api.media import MediaController
 from gridrider.api.members import EnrolmentController, MeController, MemberController, SessionController
 from gridrider.api.problems import EXCEPTION_HANDLERS
+from gridrider.api.push import PushController
 from gridrider.api.ratelimit import RateLimiter
 from gridrider.api.reports import ReportController
 from gridrider.clock import Clock, SystemClock
@@ -26,19 +27,24 @@ from gridrider.config import Settings
 from gridrider.db.pool import create_pool
 from gridrider.images.blobs import BlobStore, LocalBlobStore
 from gridrider.jobs.queue import arq_redis
+from gridrider.push import build_push
+from gridrider.push.network import PushNetwork
 from gridrider.services import Services
 
 PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
-    ReportController, MediaController,
+    ReportController, MediaController, PushController,
 ]
 
 
 def create_app(
     settings: Settings, *, clock: Clock | None = None, blobs: BlobStore | None = None, pwa_dir: Path = PWA_DIR,
+    push_network: PushNetwork | None = None,
 ) -> Litestar:
+    """The API. `push_network` exists for tests only (their local push service's host is allowed)."""
     assert settings.database_url, "resolve the embedded URLs before creating the app"
+    push = build_push(settings, push_network)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -46,7 +52,7 @@ def create_app(
         redis = arq_redis(settings.redis_url) if settings.redis_url else None
         app.state.services = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"),
+            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"), push=push,
         )
         app.state.limiter = RateLimiter(redis)
         try:

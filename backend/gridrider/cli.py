@@ -180,12 +180,73 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 
 
 def cmd_vapid_keys(args: argparse.Namespace) -> int:
+    """VAPID key ring: `new` prints a key; `list`, `rotate` and `retire` manage the configured ring.
+
+    The ring lives where the other secrets live: in the data dir's secrets file for the embedded
+    default (edited in place), or in GRIDRIDER_VAPID_PRIVATE_KEY / _FILE for a deployment (the new
+    ring is printed for the operator to install, then every process is restarted).
+    """
     from gridrider.embedded import generate_vapid_private_key_pem
 
-    print(generate_vapid_private_key_pem(), end="")
-    print("# Put this in GRIDRIDER_VAPID_PRIVATE_KEY (or a file named by GRIDRIDER_VAPID_PRIVATE_KEY_FILE).",
-          file=sys.stderr)
-    return 0
+    if args.action == "new":
+        print(generate_vapid_private_key_pem(), end="")
+        print("# Put this in GRIDRIDER_VAPID_PRIVATE_KEY (or a file named by GRIDRIDER_VAPID_PRIVATE_KEY_FILE).",
+              file=sys.stderr)
+        return 0
+    return asyncio.run(_vapid_ring(args.action))
+
+
+async def _vapid_ring(action: str) -> int:
+    from gridrider.db import notifications as db_notifications
+    from gridrider.db.pool import connect
+    from gridrider.embedded import generate_vapid_private_key_pem, secret_path
+    from gridrider.push.vapid import VapidKeyring, split_pem_blocks
+
+    base = _load()
+    from_data_dir = not base.vapid_private_key and base.database_url is None
+    runtime = resolve_runtime(base, allow_embedded=True, need_redis=False)
+    try:
+        settings = runtime.settings
+        await _migrate(settings)
+        ring = VapidKeyring.from_text(settings.vapid_private_key, settings.vapid_subject)
+        conn = await connect(settings.database_url)
+        try:
+            use = await db_notifications.vapid_key_use(conn)
+        finally:
+            await conn.close()
+        blocks = split_pem_blocks(settings.vapid_private_key)
+        if action == "list":
+            for key in ring.keys:
+                mark = "current" if key is ring.current else "old"
+                print(f"{key.id}  {mark:7}  {use.get(key.id, 0):6} subscriptions  {key.application_server_key}")
+            unknown = sorted(set(use) - {key.id for key in ring.keys})
+            if unknown:
+                print(f"# subscriptions signed by keys no longer configured: {', '.join(unknown)}"
+                      " (their browsers are asked to subscribe again)")
+            return 0
+        if action == "rotate":
+            new_blocks = [*blocks, generate_vapid_private_key_pem()]
+            message = "added a key; it is current for new subscriptions, old ones keep their own key"
+        else:  # retire: keep the current key and every key a subscription still uses
+            keep = {ring.current.id} | {key_id for key_id, count in use.items() if count}
+            new_blocks = [block for block, key in zip(blocks, ring.keys, strict=True) if key.id in keep]
+            retired = len(blocks) - len(new_blocks)
+            message = f"retired {retired} unused key(s)" if retired else "no key to retire: every key is in use"
+        text = "".join(new_blocks)
+        if from_data_dir:
+            path = secret_path(settings.data_dir, "vapid_private_key")
+            tmp = path.with_suffix(".new")
+            tmp.write_text(text)
+            tmp.chmod(0o600)
+            tmp.replace(path)
+            print(f"{message} ({path}); restart `gridrider up` to use it")
+        else:
+            print(text, end="")
+            print(f"# {message}: put the ring above in GRIDRIDER_VAPID_PRIVATE_KEY (or its _FILE) and restart"
+                  " every API and worker process", file=sys.stderr)
+        return 0
+    finally:
+        stop_embedded(runtime.embedded)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -285,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--area", action="append", default=[], help="area code (repeat for several)")
     enrol.add_argument("--platform", choices=("meituan", "eleme", "sf", "jd", "other"), help="couriers: platform")
     enrol.set_defaults(run=cmd_enrol)
-    sub.add_parser("vapid-keys", help="print a new VAPID private key (PEM)").set_defaults(run=cmd_vapid_keys)
+    vapid = sub.add_parser("vapid-keys", help="VAPID keys: new (print one), list, rotate, retire")
+    vapid.add_argument("action", nargs="?", default="new", choices=["new", "list", "rotate", "retire"])
+    vapid.set_defaults(run=cmd_vapid_keys)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -140,7 +140,7 @@ class EmbeddedRedis:
 
 # ── secrets ────────────────────────────────────────────────────────────────────────────────────
 
-def _secret_path(data_dir: Path, field: str) -> Path:
+def secret_path(data_dir: Path, field: str) -> Path:
     return data_dir / "secrets" / field
 
 
@@ -174,7 +174,7 @@ def resolve_secrets(settings: Settings, *, generate: bool) -> dict[str, str]:
     for field in SECRET_FIELDS:
         if getattr(settings, field):
             continue
-        path = _secret_path(settings.data_dir, field)
+        path = secret_path(settings.data_dir, field)
         if not path.exists() and generate:
             value = generate_vapid_private_key_pem() if field == "vapid_private_key" else secrets.token_urlsafe(48)
             with contextlib.suppress(FileExistsError):

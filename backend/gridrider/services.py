@@ -1,4 +1,4 @@
-"""The long-lived things a process shares: settings, clock, database pool, Redis, blob store."""
+"""The long-lived things a process shares: settings, clock, database pool, Redis, blob store, push."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from gridrider.clock import Clock
 from gridrider.config import Settings
 from gridrider.db.pool import Pool
 from gridrider.images.blobs import BlobStore
+from gridrider.push import PushRuntime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,3 +20,5 @@ class Services:
     pool: Pool
     redis: ArqRedis | None
     blobs: BlobStore
+    # Web Push keys, sender and network; None where a process sends nothing (tests of other parts).
+    push: PushRuntime | None = None

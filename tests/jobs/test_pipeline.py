@@ -221,6 +221,7 @@ async def test_a_process_report_that_keeps_failing_is_routed_minimally(settings,
         await relay_due_jobs(services)
     await run_burst(settings, clock)
     states = {r["kind"]: r["state"] for r in await db.fetch("SELECT kind, state FROM jobs")}
-    assert states == {"process_report": "dead", "route_report_minimal": "done"}
+    # …and the incident it made is announced like any other.
+    assert states == {"process_report": "dead", "route_report_minimal": "done", "notify": "done"}
     incident = await incident_of(db, report_id)
     assert incident["state"] == "dispatched" and incident["report_count"] == 1

@@ -315,7 +315,7 @@ def _samples(town: Town, rng: np.random.Generator, n: int, open_recent: list) ->
 # ── timing of each step of process_report ───────────────────────────────────────────────────────
 
 _DB_STEPS = ("report_for_processing", "lock_cells", "merge_candidates", "recurrence_candidates", "absorb_report",
-             "insert_incident", "mark_report_processed", "insert_event", "insert_notification", "community_of")
+             "insert_incident", "mark_report_processed", "insert_event", "community_of")
 
 
 class Steps:

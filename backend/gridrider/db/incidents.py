@@ -1,4 +1,4 @@
-"""SQL for the report pipeline: reports to process, merge candidates, incidents, events, notifications."""
+"""SQL for the report pipeline: reports to process, merge candidates, incidents, events."""
 
 from __future__ import annotations
 
@@ -85,12 +85,6 @@ UPDATE reports SET state = 'processed', incident_id = $2, processed_at = $3 WHER
 EVENT_INSERT_SQL = """
 INSERT INTO incident_events (incident_id, cycle, kind, actor_id, data, occurred_at) VALUES ($1, $2, $3, $4, $5, $6)
 """
-NOTIFICATION_INSERT_SQL = """
-INSERT INTO notifications (event, incident_id, audience, payload, dedupe_key, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (dedupe_key) DO NOTHING
-RETURNING id
-"""
 COMMUNITY_OF_AREA_SQL = """
 SELECT a.id FROM areas a JOIN areas g ON g.path LIKE a.path || '%'
 WHERE g.id = $1 AND a.level = 'community'
@@ -150,11 +144,6 @@ async def mark_report_processed(conn: Connection, report_id: int, incident_id: i
 async def insert_event(conn: Connection, *, incident_id: int, cycle: int, kind: str, actor_id: int | None,
                        data: dict, now: dt.datetime) -> None:
     await conn.execute(EVENT_INSERT_SQL, incident_id, cycle, kind, actor_id, data, now)
-
-
-async def insert_notification(conn: Connection, *, event: str, incident_id: int | None, audience: dict,
-                              payload: dict, dedupe_key: str, now: dt.datetime) -> int | None:
-    return await conn.fetchval(NOTIFICATION_INSERT_SQL, event, incident_id, audience, payload, dedupe_key, now)
 
 
 async def community_of(conn: Connection, area_id: int) -> int | None:

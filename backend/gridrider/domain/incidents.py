@@ -16,6 +16,7 @@ import msgspec
 from gridrider.db import incidents as db_incidents
 from gridrider.db.incidents import Candidate, ReportToProcess
 from gridrider.db.pool import Connection
+from gridrider.domain import notifications
 from gridrider.domain.geo import haversine_m
 from gridrider.domain.routing import AreaIndex, Route
 
@@ -32,6 +33,7 @@ class Outcome(msgspec.Struct, frozen=True):
     incident_id: int
     merged: bool  # True: absorbed into an open incident; False: a new incident
     route: str | None = None  # for new incidents: inside | overlap | gap | unrouted
+    notification_ids: tuple[int, ...] = ()  # recorded here; the caller enqueues their `notify` jobs
 
 
 def cells_within(cell: int, radius_m: float) -> list[int]:
@@ -79,8 +81,8 @@ async def process_report(conn: Connection, *, report_id: int, index: AreaIndex, 
     route = index.route(report.lat, report.lon)
     incident_id = await _new_incident(conn, report, route, recurrence, now)
     await db_incidents.mark_report_processed(conn, report.id, incident_id, now)
-    await _notify_new_incident(conn, report, route, incident_id, now)
-    return Outcome(incident_id=incident_id, merged=False, route=route.how)
+    notified = await _notify_new_incident(conn, report, route, incident_id, now)
+    return Outcome(incident_id=incident_id, merged=False, route=route.how, notification_ids=tuple(notified))
 
 
 async def _new_incident(conn: Connection, report: ReportToProcess, route: Route, recurrence: Candidate | None,
@@ -106,24 +108,26 @@ async def _new_incident(conn: Connection, report: ReportToProcess, route: Route,
 
 
 async def _notify_new_incident(conn: Connection, report: ReportToProcess, route: Route, incident_id: int,
-                               now: dt.datetime) -> None:
-    """Record who must hear of it; the alert channels deliver recorded notifications."""
-    payload = {"category": report.category, "life_safety": report.life_safety, "lat": report.lat, "lon": report.lon}
+                               now: dt.datetime) -> list[int]:
+    """Record who must hear of it; the caller enqueues their `notify` jobs in this transaction."""
+    payload = {"reason": "created", "routed": route.grid_id is not None}
+    recorded: list[int | None] = []
     if route.grid_id is not None:
-        await db_incidents.insert_notification(
-            conn, event="incident_reached_grid", incident_id=incident_id,
-            audience={"area_id": route.grid_id, "roles": ["grid_member"]}, payload=payload,
-            dedupe_key=f"incident:{incident_id}:cycle:1:reached_grid", now=now)
-    else:
-        await db_incidents.insert_notification(
-            conn, event="incident_unrouted", incident_id=incident_id,
-            audience={"area_id": route.owner_area_id, "roles": ["supervisor"]}, payload=payload,
-            dedupe_key=f"incident:{incident_id}:unrouted", now=now)
+        recorded.append(await notifications.record(
+            conn, event=notifications.INCIDENT_REACHED_GRID, incident_id=incident_id,
+            audience=notifications.grid_audience(route.grid_id), payload=payload,
+            dedupe_key=f"incident:{incident_id}:cycle:1:reached_grid", now=now))
+    elif route.owner_area_id is not None:
+        recorded.append(await notifications.record(
+            conn, event=notifications.INCIDENT_UNROUTED, incident_id=incident_id,
+            audience=notifications.supervisors_audience(route.owner_area_id), payload=payload,
+            dedupe_key=f"incident:{incident_id}:unrouted", now=now))
     if report.life_safety:
-        community = await db_incidents.community_of(conn, route.grid_id or route.owner_area_id) \
-            if (route.grid_id or route.owner_area_id) else None
+        area = route.grid_id or route.owner_area_id
+        community = await db_incidents.community_of(conn, area) if area else None
         if community is not None:
-            await db_incidents.insert_notification(
-                conn, event="life_safety_created", incident_id=incident_id,
-                audience={"area_id": community, "roles": ["supervisor"]}, payload=payload,
-                dedupe_key=f"incident:{incident_id}:life_safety", now=now)
+            recorded.append(await notifications.record(
+                conn, event=notifications.LIFE_SAFETY_CREATED, incident_id=incident_id,
+                audience=notifications.supervisors_audience(community), payload=payload,
+                dedupe_key=f"incident:{incident_id}:life_safety", now=now))
+    return [n for n in recorded if n is not None]

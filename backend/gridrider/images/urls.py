@@ -20,8 +20,9 @@ def _signature(secret: str, photo_id: int, variant: str, expires: int) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
-def signed_photo_path(secret: str, photo_id: int, variant: str, now: dt.datetime) -> str:
-    expires = math.ceil((now + URL_LIFETIME).timestamp() / 3600) * 3600
+def signed_photo_path(secret: str, photo_id: int, variant: str, now: dt.datetime,
+                      lifetime: dt.timedelta = URL_LIFETIME) -> str:
+    expires = math.ceil((now + lifetime).timestamp() / 3600) * 3600
     return f"/api/v1/photos/{photo_id}/{variant}?exp={expires}&sig={_signature(secret, photo_id, variant, expires)}"
 
 

@@ -10,6 +10,7 @@ from gridrider.db.pool import Connection
 from gridrider.domain import incidents
 from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.domain.routing import AreaIndex
+from gridrider.jobs.notify import enqueue_notify
 from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall
 from gridrider.logging import get_logger
@@ -48,6 +49,8 @@ async def _route(call: JobCall, *, merge: bool) -> str:
                                              now=call.services.clock.now(), merge=merge)
     if outcome is None:
         return "already processed"
+    for notification_id in outcome.notification_ids:
+        await enqueue_notify(call.tx, notification_id)
     # If the photos were hashed first, their reuse check was waiting for the incident.
     await flag_reused_report_photos(conn, report_id=report_id, now=call.services.clock.now())
     if outcome.merged:

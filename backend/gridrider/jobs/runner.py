@@ -37,6 +37,14 @@ class JobExhausted(Exception):
     """The attempts ran out without any of them finishing or failing cleanly."""
 
 
+class RetryAfter(Exception):
+    """Try again, but not before `delay_s` (a remote service said when, e.g. HTTP 429 Retry-After)."""
+
+    def __init__(self, message: str, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
 class LeaseLost(Exception):
     """Another worker took this row over after our lease expired; our effects are rolled back."""
 
@@ -78,7 +86,10 @@ async def _record_failure(services: Services, job: ClaimedJob, exc: Exception, o
         return "lease lost"
     error = f"{type(exc).__name__}: {exc}"[:2000]
     now = clock.now()
-    retry_at = now + dt.timedelta(seconds=retry_delay_s(job.attempts, services.settings.job_backoff_s))
+    delay_s = retry_delay_s(job.attempts, services.settings.job_backoff_s)
+    if isinstance(exc, RetryAfter):
+        delay_s = max(delay_s, min(exc.delay_s, 3600.0))
+    retry_at = now + dt.timedelta(seconds=delay_s)
     # Dead and its fallback commit together: a hazard is never left dead without its way out.
     async with transaction(
         services.pool, clock, services.redis, max_attempts=services.settings.job_max_attempts

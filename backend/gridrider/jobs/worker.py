@@ -17,6 +17,8 @@ from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE, arq_redis, queue_f
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.jobs.runner import run_job_row
+from gridrider.push import build_push
+from gridrider.push.network import PushNetwork
 from gridrider.services import Services
 
 
@@ -46,16 +48,18 @@ def default_blob_store(settings: Settings) -> LocalBlobStore:
 def build_worker(
     settings: Settings, *, queue: str = DEFAULT_QUEUE, clock: Clock | None = None,
     blobs: BlobStore | None = None, burst: bool = False, handle_signals: bool = True, max_jobs: int = 10,
-    with_crons: bool = True,
+    with_crons: bool = True, push_network: PushNetwork | None = None,
 ) -> Worker:
+    """An arq worker for one queue. `push_network` exists for tests only (their local push service)."""
     assert settings.database_url and settings.redis_url, "resolve the embedded URLs before building a worker"
     redis = arq_redis(settings.redis_url)
+    push = build_push(settings, push_network)  # before startup: a bad VAPID key fails the command at once
 
     async def startup(ctx: dict[str, Any]) -> None:
         pool = await create_pool(settings.database_url, min_size=1, max_size=max_jobs + 2)
         ctx["services"] = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or default_blob_store(settings),
+            blobs=blobs or default_blob_store(settings), push=push,
         )
         if queue == PHOTOS_QUEUE:
             await SANDBOX.warm_up()
@@ -64,6 +68,7 @@ def build_worker(
         services: Services | None = ctx.get("services")
         if services is not None:
             await services.pool.close()
+        await push.aclose()
         await SANDBOX.close()
 
     functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]

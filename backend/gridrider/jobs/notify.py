@@ -1,0 +1,173 @@
+"""The `notify` job: one per notification, fanned out to every Web Push subscription of its audience.
+
+Idempotent through `deliveries`: targets are planned once per (notification, subscription) and
+outcomes are committed in small batches as sends finish, so a re-run sends only what is still
+pending. (A worker killed between a send and its commit can repeat that one message; the Topic
+header and the per-incident tag make the phone show it once.)
+
+Replies as DESIGN.md §5: 201 sent · 404/410 subscription deleted · 413 sent again once, minimal ·
+429 retried after Retry-After · 5xx and timeouts retried with backoff · 400/401/403 the browser is
+asked to subscribe again · 3xx never followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+
+from gridrider.db import notifications as db_notifications
+from gridrider.db.jobs import ClaimedJob
+from gridrider.db.notifications import NotificationContext, PendingPush
+from gridrider.domain import notifications
+from gridrider.images.urls import signed_photo_path
+from gridrider.jobs.queue import Tx
+from gridrider.jobs.runner import JobCall, RetryAfter
+from gridrider.logging import get_logger
+from gridrider.push.endpoints import b64url
+from gridrider.push.sender import PushReply, PushTarget
+from gridrider.services import Services
+
+log = get_logger(__name__)
+
+RECORD_EVERY = 200  # outcomes per commit: a crash repeats at most this many unrecorded sends
+MAX_DELIVERY_ATTEMPTS = 5
+
+
+async def enqueue_notify(tx: Tx, notification_id: int) -> None:
+    await tx.add_job("notify", {"notification_id": notification_id}, dedupe_key=f"notification:{notification_id}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    pending: PendingPush
+    state: str  # sent | gone | failed | pending (try again)
+    status: int | None
+    error: str | None
+    subscription: str  # ok | gone | resubscribe | failed | unchanged
+    retry_after_s: float | None = None
+
+
+def classify(pending: PendingPush, reply: PushReply) -> _Outcome:
+    status, error = reply.status, reply.error
+    last_try = pending.attempts + 1 >= MAX_DELIVERY_ATTEMPTS
+    retry_state = "failed" if last_try else "pending"
+    if status is None:
+        if error and error.startswith("address_refused"):
+            return _Outcome(pending, "failed", None, error, "failed")
+        return _Outcome(pending, retry_state, None, error, "failed")
+    if 200 <= status < 300:
+        return _Outcome(pending, "sent", status, None, "ok")
+    if status in (404, 410):
+        return _Outcome(pending, "gone", status, "subscription expired or unsubscribed", "gone")
+    if status == 429:
+        return _Outcome(pending, retry_state, status, "rate limited by the push service", "unchanged",
+                        reply.retry_after_s)
+    if status in (400, 401, 403):
+        return _Outcome(pending, "failed", status, "push service refused the subscription or key", "resubscribe")
+    if 300 <= status < 400:
+        return _Outcome(pending, "failed", status, "redirect refused", "failed")
+    if status >= 500:
+        return _Outcome(pending, retry_state, status, "push service error", "failed", reply.retry_after_s)
+    return _Outcome(pending, "failed", status, f"push service answered {status}", "failed")
+
+
+def _image_url(services: Services, context: NotificationContext) -> str | None:
+    photo_id = context.payload.get("photo_id")
+    if not isinstance(photo_id, int):
+        return None
+    ttl_s, _ = notifications.delivery_options(context)
+    path = signed_photo_path(services.settings.url_signing_secret, photo_id, "thumb", services.clock.now(),
+                             lifetime=dt.timedelta(seconds=ttl_s + 86400))
+    return services.settings.public_url + path
+
+
+async def _send_one(services: Services, context: NotificationContext, pending: PendingPush, full: bytes,
+                    minimal: bytes) -> _Outcome:
+    push = services.push
+    assert push is not None
+    key = push.keyring.get(pending.vapid_key_id)
+    if key is None:
+        # Its key was retired while a browser still used it: only a new subscription can fix that.
+        return _Outcome(pending, "failed", None, "vapid key no longer configured", "resubscribe")
+    ttl_s, urgency = notifications.delivery_options(context)
+    target = PushTarget(subscription_id=pending.subscription_id, endpoint=pending.endpoint,
+                        p256dh=b64url(pending.p256dh), auth=b64url(pending.auth), vapid_key_id=key.id)
+    send = push.sender.send
+    reply = await send(target, key, full, ttl_s=ttl_s, urgency=urgency, topic=notifications.topic_of(context))
+    if reply.status == 413:
+        reply = await send(target, key, minimal, ttl_s=ttl_s, urgency=urgency, topic=notifications.topic_of(context))
+    return classify(pending, reply)
+
+
+async def _record(services: Services, outcomes: list[_Outcome]) -> None:
+    now = services.clock.now()
+    health: dict[str, list[int]] = {"ok": [], "failed": [], "resubscribe": [], "gone": []}
+    for outcome in outcomes:
+        if outcome.subscription in health:
+            health[outcome.subscription].append(outcome.pending.subscription_id)
+    async with services.pool.acquire() as conn, conn.transaction():
+        await db_notifications.record_deliveries(
+            conn, [(o.pending.delivery_id, o.state, o.status, o.error) for o in outcomes], now)
+        await db_notifications.record_subscription_health(conn, now=now, **health)
+    for outcome in outcomes:
+        if outcome.subscription == "gone":
+            log.info("push.subscription_gone", subscription_id=outcome.pending.subscription_id,
+                     status=outcome.status)
+        elif outcome.state == "failed":
+            log.warning("push.delivery_failed", delivery_id=outcome.pending.delivery_id, status=outcome.status,
+                        error=outcome.error)
+
+
+NOTIFY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('notify:' || $1::bigint, 0))"
+
+
+async def notify(call: JobCall) -> str:
+    services = call.services
+    notification_id = call.payload["notification_id"]
+    # Held by the job's own transaction until it ends: two runs of one notification never send at once.
+    if not await call.tx.conn.fetchval(NOTIFY_LOCK_SQL, notification_id):
+        raise RetryAfter(f"notification {notification_id} is being sent by another run", 5.0)
+    async with services.pool.acquire() as conn:
+        context = await db_notifications.notification_context(conn, notification_id)
+        if context is None:
+            return "notification gone"
+        members = await db_notifications.audience_members(conn, context.audience)
+        async with conn.transaction():
+            await db_notifications.plan_webpush(conn, notification_id, members, services.clock.now())
+        pending = await db_notifications.pending_webpush(conn, notification_id)
+    if not pending:
+        return f"nothing to send ({len(members)} members)"
+    if services.push is None:
+        raise RuntimeError("this process has no push runtime")
+    payload = notifications.message(context, image_url=_image_url(services, context))
+    full, minimal = notifications.encode(payload), notifications.encode(notifications.minimal_message(context))
+    counts: dict[str, int] = {}
+    retry_after: float = 0.0
+    # Every send starts now (the sender's lanes bound what is in flight per push service) and outcomes
+    # are committed in batches as they finish: a hanging endpoint delays only its own outcome.
+    sends = [asyncio.ensure_future(_send_one(services, context, p, full, minimal)) for p in pending]
+    batch: list[_Outcome] = []
+    try:
+        for finished in asyncio.as_completed(sends):
+            outcome = await finished
+            batch.append(outcome)
+            counts[outcome.state] = counts.get(outcome.state, 0) + 1
+            retry_after = max(retry_after, outcome.retry_after_s or 0.0)
+            if len(batch) >= RECORD_EVERY:
+                await _record(services, batch)
+                batch = []
+    finally:
+        for send in sends:
+            send.cancel()
+        if batch:
+            await _record(services, batch)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    if counts.get("pending"):
+        # The job's own retry sends only these again (with backoff, or after the service's Retry-After).
+        raise RetryAfter(f"web push: {summary}", retry_after)
+    return f"web push: {summary}"
+
+
+async def on_notify_dead(services: Services, tx: Tx, job: ClaimedJob) -> None:
+    await db_notifications.give_up_deliveries(tx.conn, job.payload["notification_id"])
