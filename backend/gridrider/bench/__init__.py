@@ -82,7 +82,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def run_bench(name: str, rest: list[str]) -> int:
-    from gridrider.bench import images, intake, jobs, merge  # noqa: F401  (registers their benches)
+    from gridrider.bench import images, intake, jobs, merge, push  # noqa: F401  (registers their benches)
 
     if name in ("--list", "list"):
         print(" ".join(sorted(BENCHES)))

@@ -167,16 +167,33 @@ def _text_slots(payload: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     return slots
 
 
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def encode(payload: dict[str, Any], limit: int = MAX_PAYLOAD_BYTES) -> bytes:
-    """JSON within `limit` bytes: the longest text is shortened (with an ellipsis) until it fits."""
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    while len(data) > limit:
-        holder, key = max(_text_slots(payload), key=lambda slot: len(slot[0].get(slot[1]) or ""))
-        text = holder.get(key) or ""
-        if len(text) <= 1:
-            raise ValueError("payload cannot be shortened below the limit")
-        # Cut by characters (a CJK character is 3 bytes in UTF-8), at least one per round.
-        excess_chars = max(1, (len(data) - limit) // 3 + 1)
-        holder[key] = text[: max(1, len(text) - excess_chars - 1)].rstrip(ELLIPSIS) + ELLIPSIS
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    return data
+    """JSON within `limit` bytes; too long, every text longer than a common cap is cut there with an ellipsis.
+
+    One cap for all texts (the largest that fits, found by bisection) shortens the Chinese and English
+    bodies — which both carry a long note — evenly, and leaves short titles whole.
+    """
+    data = _dumps(payload)
+    if len(data) <= limit:
+        return data
+    originals = [(holder, key, holder.get(key) or "") for holder, key in _text_slots(payload)]
+
+    def capped(cap: int) -> bytes:
+        for holder, key, text in originals:
+            holder[key] = text if len(text) <= cap else text[:cap].rstrip(ELLIPSIS) + ELLIPSIS
+        return _dumps(payload)
+
+    low, high, best = 0, max(len(text) for _, _, text in originals), None
+    while low <= high:
+        middle = (low + high) // 2
+        if len(capped(middle)) <= limit:
+            best, low = middle, middle + 1
+        else:
+            high = middle - 1
+    if best is None:
+        raise ValueError("payload cannot be shortened below the limit")
+    return capped(best)

@@ -144,8 +144,9 @@ class PushSender:
             if healthy:
                 self._origins[origin].free.put_nowait(lane)
             else:
-                # Timed out, refused, broken or cancelled: its connection state is unknown, so it goes.
-                self._origins[origin].made -= 1
+                # Timed out, refused, broken or cancelled: its connection state is unknown, so it goes,
+                # and a fresh lane takes its place for whoever waits (none waits for a lost one).
+                self._origins[origin].free.put_nowait(_Lane(self._network, self._backend))
                 await lane.aclose()
         return PushReply(response.status_code, retry_after_s=_retry_after(response.headers.get("retry-after")))
 
