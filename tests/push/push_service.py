@@ -129,6 +129,11 @@ class PushService:
         await self._server.wait_closed()
         self._server = None
 
+    def drop_connections(self) -> None:
+        """Close every open connection, as a push service does with idle keep-alive ones."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+
     def client_ssl_context(self) -> ssl.SSLContext:
         if self._ca_pem is None:
             raise RuntimeError("PushService.start() makes the CA; call it first")

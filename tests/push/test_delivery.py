@@ -350,3 +350,24 @@ async def test_vapid_ring_cli_lists_rotates_and_retires(settings, db, vapid_pem,
     assert [k.id for k in rotated.keys][:3] == [oldest, spare, newest] and len(rotated.keys) == 4
     retired = VapidKeyring.from_text(await run("retire"), settings.vapid_subject)
     assert [k.id for k in retired.keys] == [oldest, newest]  # the spare one went; the one in use stays
+
+
+async def test_a_connection_the_push_service_closed_while_idle_is_replaced(push_service, push_network, settings):
+    """Push services drop idle keep-alive connections; the next message goes out on a fresh one."""
+    from gridrider.push import build_push
+    from gridrider.push.endpoints import b64url, check_keys
+    from gridrider.push.sender import PushTarget, SubscriptionKeys
+
+    push = build_push(settings, push_network)
+    browser = push_service.new_subscription()
+    point, secret = check_keys(browser["keys"]["p256dh"], browser["keys"]["auth"])
+    target = PushTarget(1, browser["endpoint"], SubscriptionKeys(b64url(point), b64url(secret)),
+                        push.keyring.current.id)
+    try:
+        first = await push.sender.send(target, push.keyring.current, b'{"n":1}', ttl_s=60, urgency="low", topic=None)
+        push_service.drop_connections()
+        second = await push.sender.send(target, push.keyring.current, b'{"n":2}', ttl_s=60, urgency="low", topic=None)
+    finally:
+        await push.aclose()
+    assert (first.status, second.status) == (201, 201), second.error
+    assert [m.json["n"] for m in push_service.received] == [1, 2]

@@ -157,10 +157,12 @@ async def _fan_out(settings: Settings, network, sink_port: int, ca_path: Path, s
 
 
 def _worker_process(settings: Settings, sink_port: int, ca_path: str) -> None:
+    from gridrider.cli import use_uvloop
     from gridrider.jobs.worker import build_worker
     from gridrider.logging import configure_logging
 
     configure_logging("warning", "text")
+    use_uvloop()  # as `gridrider worker` runs
     worker = build_worker(settings, push_network=_sink_network(sink_port, Path(ca_path)), handle_signals=True)
     worker.run()
 
@@ -249,7 +251,7 @@ def bench_push(argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
     from gridrider.bench.intake import _enrol_couriers, _log_tail, _sign_in, _start
-    from gridrider.cli import _migrate, _stop_children, _wait_ready
+    from gridrider.cli import _migrate, _stop_children, _wait_ready, use_uvloop
     from gridrider.embedded import free_loopback_port
 
     settings = runtime.settings
@@ -303,6 +305,7 @@ def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
         print(f"part 1 load: one notification to {args.subscriptions:,} subscriptions (one grid), sent by the "
               f"notify job in this process ({settings.push_concurrency} connections), after one warm-up run",
               flush=True)
+        use_uvloop()  # the loop `gridrider worker` runs on
         for line in asyncio.run(_fan_out(settings, network, sink_port, ca_path, args.subscriptions)):
             print(line, flush=True)
         return 0

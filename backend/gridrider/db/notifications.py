@@ -62,7 +62,7 @@ ON CONFLICT (notification_id, channel, target) DO NOTHING
 WEBPUSH_PENDING_SQL = """
 SELECT d.id AS delivery_id, d.attempts, s.id AS subscription_id, s.endpoint, s.p256dh, s.auth, s.vapid_key_id
 FROM deliveries d
-JOIN push_subscriptions s ON s.id::text = d.target AND s.member_id = d.member_id
+JOIN push_subscriptions s ON s.id = webpush_target(d) AND s.member_id = d.member_id
 JOIN members m ON m.id = d.member_id AND m.status = 'active'
 WHERE d.notification_id = $1 AND d.channel = 'webpush' AND d.state = 'pending'
 ORDER BY d.id
@@ -71,7 +71,7 @@ WEBPUSH_ORPHANS_SQL = """
 UPDATE deliveries d SET state = 'skipped', last_error = 'subscription gone, moved, or its member deactivated'
 WHERE d.notification_id = $1 AND d.channel = 'webpush' AND d.state = 'pending'
   AND NOT EXISTS (SELECT 1 FROM push_subscriptions s JOIN members m ON m.id = s.member_id AND m.status = 'active'
-                  WHERE s.id::text = d.target AND s.member_id = d.member_id)
+                  WHERE s.id = webpush_target(d) AND s.member_id = d.member_id)
 """
 DELIVERIES_RECORD_SQL = """
 UPDATE deliveries d SET state = r.state, attempts = d.attempts + 1, last_status = r.status,

@@ -25,7 +25,7 @@ from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall, RetryAfter
 from gridrider.logging import get_logger
 from gridrider.push.endpoints import b64url
-from gridrider.push.sender import PushReply, PushTarget
+from gridrider.push.sender import PushReply, PushTarget, SubscriptionKeys
 from gridrider.services import Services
 
 log = get_logger(__name__)
@@ -92,7 +92,8 @@ async def _send_one(services: Services, context: NotificationContext, pending: P
         return _Outcome(pending, "failed", None, "vapid key no longer configured", "resubscribe")
     ttl_s, urgency = notifications.delivery_options(context)
     target = PushTarget(subscription_id=pending.subscription_id, endpoint=pending.endpoint,
-                        p256dh=b64url(pending.p256dh), auth=b64url(pending.auth), vapid_key_id=key.id)
+                        keys=SubscriptionKeys(p256dh=b64url(pending.p256dh), auth=b64url(pending.auth)),
+                        vapid_key_id=key.id)
     send = push.sender.send
     reply = await send(target, key, full, ttl_s=ttl_s, urgency=urgency, topic=notifications.topic_of(context))
     if reply.status == 413:

@@ -1,11 +1,11 @@
 """Send one encrypted Web Push message and report what the push service answered.
 
-Through httpx (its Request/Response and transport interface) over httpcore connections whose TCP
-connector is push/network.py's vetted backend. Each push-service origin gets a set of "lanes", one
-kept-alive connection each, handed out from a free list: httpcore's own pool rescans every connection
-per request, which at 32 connections cost ~5× the CPU of the request itself (see `gridrider bench
-push` in the note of the Web Push issue). A lane that timed out or broke is closed and replaced, so a
-hanging push service holds at most its own lanes, never another service's.
+Through httpx (its Request/Response and transport interface); each push-service origin gets a set of
+"lanes", one kept-alive HTTP/1.1 connection each, handed out from a free list, whose TCP connection
+comes from push/network.py's vetted connector. A lane that timed out or broke is closed and replaced,
+so a hanging push service holds at most its own lanes, never another service's. (httpx's default
+httpcore pool rescans every connection per request: at 32 connections that cost ~5× the CPU of the
+request itself; see `gridrider bench push`.)
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+import ssl
 import time
 
+import h11
 import httpcore
 import httpx
-from webpush.types import WebPushKeys, WebPushSubscription
 
 from gridrider.push.network import AddressRefused, PushNetwork, VettedBackend
 from gridrider.push.vapid import VapidKey, VapidKeyring
@@ -26,11 +27,18 @@ MAX_PLAINTEXT_BYTES = 3000  # RFC 8291 leaves 3,993; 3,000 keeps every push serv
 
 
 @dataclasses.dataclass(frozen=True)
-class PushTarget:
-    subscription_id: int
-    endpoint: str
+class SubscriptionKeys:
     p256dh: str  # base64url, as webpush wants it
     auth: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PushTarget:
+    """What webpush's encryption reads of a subscription (endpoint, keys.p256dh, keys.auth), and its id."""
+
+    subscription_id: int
+    endpoint: str
+    keys: SubscriptionKeys
     vapid_key_id: str
 
     @property
@@ -46,31 +54,102 @@ class PushReply:
     retry_after_s: float | None = None
 
 
-class _Lane(httpx.AsyncBaseTransport):
-    """One connection to one origin, as an httpx transport."""
+class _ClosedBeforeAnswer(Exception):
+    """The connection ended before any byte of an answer arrived."""
 
-    def __init__(self, network: PushNetwork, backend: VettedBackend) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=network.make_ssl_context(), max_connections=1, max_keepalive_connections=1,
-            keepalive_expiry=60.0, network_backend=backend, retries=0,
-        )
+
+class _Lane(httpx.AsyncBaseTransport):
+    """One kept-alive HTTP/1.1 connection to one push service, as an httpx transport (h11 speaks the protocol).
+
+    httpcore's pool, which httpx uses by default, spent ~30% of a send in anyio locks and cancel
+    scopes and rescans its connections per request; a lane carries one request at a time, so it
+    needs neither. The TCP connection comes from the vetted connector (push/network.py).
+    """
+
+    def __init__(self, backend: VettedBackend, ssl_context: ssl.SSLContext) -> None:
+        self._backend = backend
+        self._ssl_context = ssl_context
+        self._stream: httpcore.AsyncNetworkStream | None = None
+        self._h11: h11.Connection | None = None
+
+    async def _connection(self, host: str, port: int) -> tuple[httpcore.AsyncNetworkStream, h11.Connection, bool]:
+        """The lane's connection, and whether it is a reused one; one the server has visibly closed is replaced."""
+        stream, conn = self._stream, self._h11
+        if stream is not None and conn is not None and conn.our_state is h11.IDLE \
+                and not stream.get_extra_info("is_readable"):
+            return stream, conn, True
+        await self.aclose()
+        stream = await self._backend.connect_tcp(host, port)
+        stream = await stream.start_tls(self._ssl_context, server_hostname=host)
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
+        self._stream, self._h11 = stream, conn
+        return stream, conn, False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
-                             target=request.url.raw_path),
-            headers=request.headers.raw, content=request.content, extensions=request.extensions,
-        )
-        response = await self._pool.handle_async_request(core_request)
+        url = request.url
+        stream, conn, reused = await self._connection(url.host, url.port or 443)
         try:
-            body = b"".join([chunk async for chunk in response.stream])  # push services answer with small bodies
-        finally:
-            await response.aclose()
-        return httpx.Response(status_code=response.status, headers=response.headers, content=body)
+            return await self._exchange(stream, conn, request)
+        except _ClosedBeforeAnswer:
+            if not reused:
+                raise httpcore.RemoteProtocolError("connection closed before a response") from None
+        # The server had closed this idle keep-alive connection before our request reached it (it
+        # answered nothing): the request goes once more, on a new connection.
+        stream, conn, _ = await self._connection(url.host, url.port or 443)
+        try:
+            return await self._exchange(stream, conn, request)
+        except _ClosedBeforeAnswer:
+            raise httpcore.RemoteProtocolError("connection closed before a response") from None
+
+    async def _exchange(self, stream: httpcore.AsyncNetworkStream, conn: h11.Connection,
+                        request: httpx.Request) -> httpx.Response:
+        url = request.url
+        # httpx.Request has set Host (the push service's name) and Content-Length.
+        head = conn.send(h11.Request(method=request.method, target=url.raw_path, headers=request.headers.raw))
+        response: h11.Response | None = None
+        body = bytearray()
+        try:
+            try:
+                await stream.write(head + conn.send(h11.Data(data=request.content)) + conn.send(h11.EndOfMessage()))
+            except httpcore.WriteError:
+                raise _ClosedBeforeAnswer() from None
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    try:
+                        data = await stream.read(65536)
+                    except httpcore.ReadError:
+                        data = b""
+                    if not data and response is None:
+                        raise _ClosedBeforeAnswer()
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    response = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > 64 * 1024:  # push services answer with small bodies
+                        raise httpcore.RemoteProtocolError("response body too large")
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+        except h11.ProtocolError as exc:
+            await self.aclose()
+            raise httpcore.RemoteProtocolError(str(exc)) from exc
+        except BaseException:  # closed early, timed out, cancelled: the connection's state is unknown
+            await self.aclose()
+            raise
+        if response is None:
+            await self.aclose()
+            raise httpcore.RemoteProtocolError("connection closed before a response")
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        else:
+            await self.aclose()  # not reusable (Connection: close, or an unread remainder)
+        return httpx.Response(status_code=response.status_code, headers=response.headers, content=bytes(body))
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        if self._stream is not None:
+            await self._stream.aclose()
+        self._stream = self._h11 = None
 
 
 class _Origin:
@@ -97,6 +176,7 @@ class PushSender:
         self.keyring = keyring
         self._network = network
         self._backend = VettedBackend(network)
+        self._ssl_context = network.make_ssl_context()  # one per sender: making one costs milliseconds
         self._timeout_s = timeout_s
         self._lanes_per_origin = lanes_per_origin
         self._origins: dict[str, _Origin] = {}
@@ -107,15 +187,13 @@ class PushSender:
             slot = self._origins[origin] = _Origin(self._lanes_per_origin)
         if slot.free.empty() and slot.made < slot.size:
             slot.made += 1
-            return _Lane(self._network, self._backend)
+            return _Lane(self._backend, self._ssl_context)
         return await slot.free.get()
 
     async def send(self, target: PushTarget, key: VapidKey, plaintext: bytes, *, ttl_s: int, urgency: str,
                    topic: str | None) -> PushReply:
         assert ttl_s > 0 and len(plaintext) <= MAX_PLAINTEXT_BYTES
-        subscription = WebPushSubscription.model_construct(
-            endpoint=target.endpoint, keys=WebPushKeys.model_construct(p256dh=target.p256dh, auth=target.auth))
-        body = key.encrypt(plaintext, subscription)
+        body = key.encrypt(plaintext, target)
         headers = {
             "authorization": self.keyring.authorization(key, target.origin),
             "content-encoding": "aes128gcm",
@@ -146,7 +224,7 @@ class PushSender:
             else:
                 # Timed out, refused, broken or cancelled: its connection state is unknown, so it goes,
                 # and a fresh lane takes its place for whoever waits (none waits for a lost one).
-                self._origins[origin].free.put_nowait(_Lane(self._network, self._backend))
+                self._origins[origin].free.put_nowait(_Lane(self._backend, self._ssl_context))
                 await lane.aclose()
         return PushReply(response.status_code, retry_after_s=_retry_after(response.headers.get("retry-after")))
 

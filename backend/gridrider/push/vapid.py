@@ -17,11 +17,11 @@ import dataclasses
 import hashlib
 import re
 import time
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from webpush import WebPush
-from webpush.types import WebPushSubscription
 
 _PEM_BLOCK = re.compile(r"-----BEGIN (?:EC )?PRIVATE KEY-----.+?-----END (?:EC )?PRIVATE KEY-----", re.S)
 JWT_LIFETIME_S = 12 * 3600  # RFC 8292: at most 24 h
@@ -46,9 +46,11 @@ class VapidKey:
     pem: str
     webpush: WebPush = dataclasses.field(repr=False, compare=False)
 
-    def encrypt(self, plaintext: bytes, subscription: WebPushSubscription) -> bytes:
-        # `WebPush.get` would also sign a new JWT per message; we cache the header, so take its aes128gcm
-        # encryption alone (webpush is pinned in requirements.lock).
+    def encrypt(self, plaintext: bytes, subscription: Any) -> bytes:
+        """aes128gcm for one subscription (anything with `.keys.p256dh` and `.keys.auth`, base64url).
+
+        `WebPush.get` would also sign a new JWT per message; the header is cached per origin instead,
+        so only its encryption is used (webpush is pinned in requirements.lock)."""
         return self.webpush._encrypt(plaintext, subscription)
 
 
