@@ -16,8 +16,10 @@ from gridrider.api.auth import PUBLIC, access_guard, provide_me
 from gridrider.api.categories import CategoryController
 from gridrider.api.deps import provide_limiter, provide_services, provide_tx
 from gridrider.api.health import HealthController
+from gridrider.api.incidents import IncidentController
 from gridrider.api.media import MediaController
 from gridrider.api.members import EnrolmentController, MeController, MemberController, SessionController
+from gridrider.api.points import PointsController
 from gridrider.api.problems import EXCEPTION_HANDLERS
 from gridrider.api.push import PushController
 from gridrider.api.ratelimit import RateLimiter
@@ -34,7 +36,7 @@ from gridrider.services import Services
 PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
-    ReportController, MediaController, PushController,
+    ReportController, MediaController, PushController, IncidentController, PointsController,
 ]
 
 

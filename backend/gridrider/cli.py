@@ -258,6 +258,78 @@ async def _vapid_ring(action: str) -> int:
         stop_embedded(runtime.embedded)
 
 
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """Working-day calendar: `load FILE` (the State Council's arrangement as overrides), `status` (which years
+    are known, and by what)."""
+    from pathlib import Path
+
+    from gridrider.domain.workdays import CSV_FORMAT, CalendarFileError, parse_calendar_csv
+
+    rows = None
+    if args.action == "load":
+        if not args.file:
+            print(f"gridrider: calendar load needs a FILE of lines {CSV_FORMAT}", file=sys.stderr)
+            return 2
+        try:
+            rows = parse_calendar_csv(Path(args.file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"gridrider: calendar file refused: cannot read {args.file}: {exc}", file=sys.stderr)
+            return 2
+        except CalendarFileError as exc:
+            print(f"gridrider: calendar file refused, nothing loaded: {args.file}: {exc}", file=sys.stderr)
+            return 2
+        if not rows:
+            print(f"gridrider: calendar file refused: {args.file} has no days (lines {CSV_FORMAT})",
+                  file=sys.stderr)
+            return 2
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        for line in asyncio.run(_calendar(runtime.settings, rows, source=args.source)):
+            print(line)
+    finally:
+        stop_embedded(runtime.embedded)
+    return 0
+
+
+async def _calendar(settings: Settings, rows: list | None, *, source: str) -> list[str]:
+    from importlib.metadata import version
+
+    from gridrider.clock import local_day
+    from gridrider.db.calendar import save_overrides, work_calendar
+    from gridrider.db.pool import connect
+
+    now = SystemClock().now()
+    out: list[str] = []
+    conn = await connect(settings.database_url)
+    try:
+        if rows is not None:
+            async with conn.transaction():
+                count = await save_overrides(conn, rows, source=source, now=now)
+            years = sorted({day.year for day, _, _ in rows})
+            holidays = sum(1 for _, is_workday, _ in rows if not is_workday)
+            out.append(f"loaded {count} days ({holidays} holidays, {count - holidays} working days)"
+                       f" for {', '.join(map(str, years))}")
+        calendar = await work_calendar(conn)
+    finally:
+        await conn.close()
+    this_year = local_day(now).year
+    for year in (this_year, this_year + 1):
+        basis = calendar.year_basis(year)
+        overrides = calendar.overrides_in_year(year)
+        extra = f" + {overrides} override(s)" if overrides and basis == "package" else ""
+        if basis == "package":
+            out.append(f"{year}: known (chinesecalendar {version('chinesecalendar')}{extra})")
+        elif basis == "overrides":
+            out.append(f"{year}: known (overrides: {overrides} days loaded)")
+        else:
+            out.append(f"{year}: NOT known (weekdays only: Monday–Friday)")
+    warning = calendar.missing_year_warning(now)
+    if warning:
+        out.append(f"warning: {warning}")
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridrider.bench import run_bench
 
@@ -358,6 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     vapid = sub.add_parser("vapid-keys", help="VAPID keys: new (print one), list, rotate, retire")
     vapid.add_argument("action", nargs="?", default="new", choices=["new", "list", "rotate", "retire"])
     vapid.set_defaults(run=cmd_vapid_keys)
+    calendar = sub.add_parser("calendar", help="working-day calendar: load FILE (official holidays), status")
+    calendar.add_argument("action", choices=["load", "status"])
+    calendar.add_argument("file", nargs="?", help="load: lines YYYY-MM-DD,workday|holiday[,note]")
+    calendar.add_argument("--source", default="admin", help="load: where the days come from (stored per day)")
+    calendar.set_defaults(run=cmd_calendar)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

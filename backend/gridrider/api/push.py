@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from gridrider.api.auth import ANY_MEMBER, roles
 from gridrider.api.ratelimit import Limit, RateLimiter
@@ -105,7 +105,7 @@ class PushController(Controller):
     @delete("/subscriptions", operation_id="deletePushSubscriptionByEndpoint", status_code=204)
     async def remove_by_endpoint(
         self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
-        endpoint: Annotated[str, Parameter(min_length=1, max_length=MAX_ENDPOINT_CHARS)],
+        endpoint: Annotated[str, QueryParameter(min_length=1, max_length=MAX_ENDPOINT_CHARS)],
     ) -> None:
         if not await db_notifications.delete_own_subscription(services.pool, member_id=me.id, endpoint=endpoint):
             raise NotFound()

@@ -82,8 +82,18 @@ class SimilarPhoto(msgspec.Struct, frozen=True):
     distance: int
 
 
+PENDING_PROOF_PHOTOS_SQL = """
+SELECT id, original_key FROM photos WHERE incident_id = $1 AND role = 'proof' AND state = 'pending'
+ORDER BY position FOR UPDATE
+"""
+
+
 async def pending_photos(conn: Connection, report_id: int) -> list[PendingPhoto]:
     return [PendingPhoto(**r) for r in await conn.fetch(PENDING_PHOTOS_SQL, report_id)]
+
+
+async def pending_proof_photos(conn: Connection, incident_id: int) -> list[PendingPhoto]:
+    return [PendingPhoto(**r) for r in await conn.fetch(PENDING_PROOF_PHOTOS_SQL, incident_id)]
 
 
 async def mark_photo_ready(conn: Connection, photo_id: int, *, display_key: str, display_type: str, thumb_key: str,
@@ -115,3 +125,7 @@ async def flag_reused(conn: Connection, *, photo: HashedPhoto, report_id: int, s
     await conn.execute(REUSED_FLAG_INSERT_SQL, photo.reporter_id, report_id, photo.incident_id, photo.id,
                        {"matched_photo_id": similar.id, "matched_incident_id": similar.incident_id,
                         "distance": similar.distance}, now)
+
+
+async def incident_of_report(conn: Connection, report_id: int) -> int | None:
+    return await conn.fetchval("SELECT incident_id FROM reports WHERE id = $1", report_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 
 import msgspec
@@ -121,6 +122,27 @@ async def insert_photo(
 ) -> None:
     await conn.execute(PHOTO_INSERT_SQL, report_id, position, original_key, upload_sha256, content_type, size,
                        width, height, now)
+
+
+PROOF_PHOTO_INSERT_SQL = """
+INSERT INTO photos (incident_id, role, position, original_key, upload_sha256, content_type, bytes, width, height,
+                    created_at)
+VALUES ($1, 'proof', $2, $3, $4, $5, $6, $7, $8, $9)
+RETURNING id
+"""
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+async def insert_proof_photo(
+    conn: Connection, *, incident_id: int, position: int, original_key: str, upload_sha256: bytes,
+    content_type: str, size: int, width: int, height: int, now: dt.datetime,
+) -> int:
+    """A grid member's after-photo, decoded by the same pipeline as report photos."""
+    return await conn.fetchval(PROOF_PHOTO_INSERT_SQL, incident_id, position, original_key, upload_sha256,
+                               content_type, size, width, height, now)
 
 
 async def own_report(conn: Connection | Pool, report_id: int, reporter_id: int) -> ReportRow | None:

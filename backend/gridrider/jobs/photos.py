@@ -7,6 +7,7 @@ photo that fails to decode is marked `failed` with its reason; nothing else abou
 from __future__ import annotations
 
 from gridrider.db import photos as db_photos
+from gridrider.domain import points
 from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.images.blobs import new_blob_key
 from gridrider.images.pipeline import PhotoFailed
@@ -43,9 +44,12 @@ SANDBOX = SandboxHolder()
 
 async def normalise_photos(call: JobCall) -> str:
     services, conn = call.services, call.tx.conn
-    report_id = call.payload["report_id"]
+    report_id = call.payload.get("report_id")
+    # Proof (after) photos of a resolved incident go through the same decoding; they have no report.
+    pending = await (db_photos.pending_photos(conn, report_id) if report_id is not None
+                     else db_photos.pending_proof_photos(conn, call.payload["incident_id"]))
     ready = failed = 0
-    for photo in await db_photos.pending_photos(conn, report_id):
+    for photo in pending:
         now = services.clock.now()
         try:
             data = await services.blobs.get(photo.original_key)
@@ -65,8 +69,14 @@ async def normalise_photos(call: JobCall) -> str:
             width=result.width, height=result.height, dhash=result.dhash, now=now,
         )
         ready += 1
+    if report_id is None:
+        return f"{ready} proof ready, {failed} failed"
     # Serialise with process_report (which holds this row): whichever commits second sees both the
     # incident and the hashes, so exactly one of them runs the reuse check on complete data.
     await db_photos.lock_report(conn, report_id)
     reused = await flag_reused_report_photos(conn, report_id=report_id, now=services.clock.now())
+    # A report whose photos finish after its incident was accepted earns its points now (DESIGN §2d).
+    incident_id = await db_photos.incident_of_report(conn, report_id)
+    if incident_id is not None:
+        await points.award_ready_reports(conn, incident_id=incident_id, now=services.clock.now())
     return f"{ready} ready, {failed} failed, {reused} flagged reused"

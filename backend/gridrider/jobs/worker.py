@@ -11,6 +11,7 @@ from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
 from gridrider.images.blobs import BlobStore, LocalBlobStore
+from gridrider.jobs.deadlines import run_deadline_pass
 from gridrider.jobs.maintenance import schedule_maintenance
 from gridrider.jobs.photos import SANDBOX
 from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE, arq_redis, queue_for
@@ -35,6 +36,10 @@ def _arq_function(kind: str, spec: JobKind, settings: Settings) -> Function:
 
 async def _relay(ctx: dict[str, Any]) -> int:
     return await relay_due_jobs(ctx["services"])
+
+
+async def _deadlines(ctx: dict[str, Any]) -> int:
+    return (await run_deadline_pass(ctx["services"])).escalated
 
 
 async def _schedule_maintenance(ctx: dict[str, Any]) -> int:
@@ -79,6 +84,8 @@ def build_worker(
             cron(_relay, name="relay", second=set(range(0, 60, every)) if every < 60 else {0},
                  run_at_startup=True, timeout=60),
             cron(_schedule_maintenance, name="schedule_maintenance", minute={17}, second={0}, timeout=60),
+            # Every minute (DESIGN §2c); the pass takes an advisory lock, so several workers run it once.
+            cron(_deadlines, name="deadlines", second={30}, timeout=55),
         ]
     return Worker(
         functions=functions, cron_jobs=crons, queue_name=queue, redis_pool=redis, burst=burst,
