@@ -284,3 +284,29 @@ async def admin(db, settings, clock, client, demo) -> Caller:
     """The demo admin, its code made by the server-side path (`gridrider enrol`), as in real life."""
     code = await issue_code(db, settings, clock, role="admin", phone="13800000001", areas=[])
     return await sign_in(client, code, "13800000001")
+
+
+# ── a local push service (tests/push/push_service.py) and the API/worker wiring that reaches it ───
+
+@pytest_asyncio.fixture
+async def push_service():
+    from tests.push.push_service import PushService
+
+    service = PushService()
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+def push_network(push_service):
+    from tests.push.conftest import loopback_network
+
+    return loopback_network(push_service)
+
+
+@pytest_asyncio.fixture
+async def push_client(settings, clock, db, redis, push_network) -> AsyncIterator[AsyncTestClient]:
+    """The API with the test's push host allowed (the `client` fixture has production's allow-list)."""
+    async with AsyncTestClient(app=create_app(settings, clock=clock, push_network=push_network)) as client:
+        yield client
