@@ -13,6 +13,7 @@ from litestar.static_files import create_static_files_router
 
 from gridrider import __version__
 from gridrider.api.auth import PUBLIC, access_guard, provide_me
+from gridrider.api.calendar import CalendarController
 from gridrider.api.categories import CategoryController
 from gridrider.api.deps import provide_limiter, provide_services, provide_tx
 from gridrider.api.health import HealthController
@@ -37,6 +38,7 @@ PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
+    CalendarController,
 ]
 
 
