@@ -259,6 +259,27 @@ def _sign_in(url: str, codes: list[tuple[str, str]]) -> list[str]:
     return tokens
 
 
+def child_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
+    """The environment of an API or worker process a bench starts on the bench's servers and secrets."""
+    return {**os.environ, "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
+            "GRIDRIDER_DATA_DIR": str(settings.data_dir), "GRIDRIDER_HOST": "127.0.0.1",
+            "GRIDRIDER_PORT": str(port), "GRIDRIDER_SESSION_SECRET": settings.session_secret,
+            "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
+            "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, **extra}
+
+
+def start_api(env: dict[str, str], logs: Path, children: list[subprocess.Popen]) -> subprocess.Popen | None:
+    """`gridrider api` on env's port, waited for until ready; None (its log printed) if it never is."""
+    from gridrider.cli import _wait_ready
+
+    api = _start([sys.executable, "-m", "gridrider", "api"], env, logs / "api.log")
+    children.append(api)
+    if not _wait_ready(f"http://127.0.0.1:{env['GRIDRIDER_PORT']}", [api], timeout_s=120):
+        print(f"the API did not become ready; its log:\n{_log_tail(logs / 'api.log')}")
+        return None
+    return api
+
+
 def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     with log_path.open("ab") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
@@ -318,16 +339,10 @@ def _run_intake(args, runtime: BenchRuntime, photo: bytes, photo_what: str, body
         seeded, codes = asyncio.run(_enrol_couriers(settings, args.couriers))
 
         port = free_loopback_port()
-        env = {**os.environ, "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
-               "GRIDRIDER_DATA_DIR": str(settings.data_dir), "GRIDRIDER_HOST": "127.0.0.1",
-               "GRIDRIDER_PORT": str(port), "GRIDRIDER_SESSION_SECRET": settings.session_secret,
-               "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
-               "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key}
+        env = child_env(settings, port)
         url = f"http://127.0.0.1:{port}"
-        api = _start([sys.executable, "-m", "gridrider", "api"], env, logs / "api.log")
-        children.append(api)
-        if not _wait_ready(url, [api], timeout_s=120):
-            print(f"the API did not become ready; its log:\n{_log_tail(logs / 'api.log')}")
+        api = start_api(env, logs, children)
+        if api is None:
             return 1
         tokens = _sign_in(url, codes)
         print(f"setup: migrated; demo {'seeded' if seeded else 'already there (not seeded)'}; {len(tokens)} couriers "

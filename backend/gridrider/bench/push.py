@@ -250,8 +250,8 @@ def bench_push(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
-    from gridrider.bench.intake import _enrol_couriers, _log_tail, _sign_in, _start
-    from gridrider.cli import _migrate, _stop_children, _wait_ready, use_uvloop
+    from gridrider.bench.intake import _enrol_couriers, _sign_in, child_env, start_api
+    from gridrider.cli import _migrate, _stop_children, use_uvloop
     from gridrider.embedded import free_loopback_port
 
     settings = runtime.settings
@@ -268,16 +268,8 @@ def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
 
         # Part 1 needs an incident for the notification to name; part 2 makes plenty.
         port = free_loopback_port()
-        env = {**os.environ, "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
-               "GRIDRIDER_DATA_DIR": str(settings.data_dir), "GRIDRIDER_HOST": "127.0.0.1",
-               "GRIDRIDER_PORT": str(port), "GRIDRIDER_SESSION_SECRET": settings.session_secret,
-               "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
-               "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, "GRIDRIDER_LOG_LEVEL": "warning"}
         url = f"http://127.0.0.1:{port}"
-        api = _start([sys.executable, "-m", "gridrider", "api"], env, work / "api.log")
-        children.append(api)
-        if not _wait_ready(url, [api], timeout_s=120):
-            print(f"the API did not become ready; its log:\n{_log_tail(work / 'api.log')}")
+        if start_api(child_env(settings, port, GRIDRIDER_LOG_LEVEL="warning"), work, children) is None:
             return 1
         tokens = _sign_in(url, codes)
         worker = multiprocessing.get_context("spawn").Process(
