@@ -12,7 +12,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from gridrider.api.auth import roles
-from gridrider.api.reports import MAX_REPORT_BODY, PhotoError, _read_upload
+from gridrider.api.problems import msgspec_field_error
+from gridrider.api.reports import MAX_REPORT_BODY, _read_upload, store_photos
 from gridrider.api.schemas import RowId
 from gridrider.db import incident_views
 from gridrider.db import reports as db_reports
@@ -25,8 +26,6 @@ from gridrider.domain.incidents import cells_within
 from gridrider.domain.members import mask_phone
 from gridrider.domain.workflow import ACTIONS
 from gridrider.errors import FieldError, NotFound, ValidationFailed
-from gridrider.images.blobs import new_blob_key
-from gridrider.images.sniff import PhotoRejected, sniff_photo
 from gridrider.images.urls import signed_photo_path
 from gridrider.jobs.notify import enqueue_notify
 from gridrider.jobs.queue import Tx
@@ -162,7 +161,12 @@ def _decode_cursor(cursor: str | None) -> tuple[bool, dt.datetime, int] | None:
         return None
     try:
         life, due, last = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return bool(life), dt.datetime.fromisoformat(due), int(last)
+        due, last = dt.datetime.fromisoformat(due), int(last)
+        # Only what _cursor makes: a flag, a time (naive only for 'infinity', which asyncpg reads as
+        # datetime.max and writes back as 'infinity') and a bigint id — a bigger one would fail in SQL (a 500).
+        if not isinstance(life, bool) or not 0 <= last < 2**63:
+            raise ValueError(cursor)
+        return life, due, last
     except (ValueError, TypeError, msgspec.DecodeError):
         raise ValidationFailed(errors=[FieldError("cursor", "invalid", "分页参数无效。")]) from None
 
@@ -220,7 +224,7 @@ class IncidentController(Controller):
         now = services.clock.now()
         cells = cells_within(cell_of(lat, lon), NEARBY_RADIUS_M)
         rows = await incident_views.nearby(services.pool, cells=cells,
-                                           resolved_since=now - verification.FIXED_WINDOW)
+                                           resolved_since=now - verification.FIXED_WINDOW, member_id=me.id)
         secret = services.settings.url_signing_secret
         found = []
         for r in rows:
@@ -231,7 +235,8 @@ class IncidentController(Controller):
             found.append(NearbyItem(id=r["id"], category=r["category"], category_zh=r["category_zh"],
                                     category_en=r["category_en"], life_safety=r["life_safety"], state=r["state"],
                                     distance_m=round(distance), thumb_url=thumb,
-                                    answers=list(verification.answers_for(r["state"]))))
+                                    # one answer per rider and cycle: none left once given
+                                    answers=[] if r["answered"] else list(verification.answers_for(r["state"]))))
         return sorted(found, key=lambda item: item.distance_m)
 
     @get("/{incident_id:int}", operation_id="getIncident",
@@ -294,21 +299,18 @@ class IncidentController(Controller):
                       services: NamedDependency[Services], tx: NamedDependency[Tx]) -> dict[str, Any]:
         """Multipart: a `meta` part ({"note": …}) and 1–3 `photo` parts, the proof, checked like report photos."""
         upload = await _read_upload(request)
-        body = msgspec.convert(upload.raw_meta, ActionBody, strict=False) if upload.raw_meta else ActionBody()
+        # Someone else's (or no) incident is "not found" before the request is judged or anything stored:
+        # a proof photo row for an incident that does not exist would otherwise fail its foreign key (a 500).
+        if await incident_actions.Actor(me).visible(tx.conn, incident_id) is None:
+            raise NotFound()
+        try:
+            body = msgspec.convert(upload.raw_meta, ActionBody, strict=False) if upload.raw_meta else ActionBody()
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(errors=[msgspec_field_error(str(exc), key="meta")]) from None
         if not upload.photos:
             raise ValidationFailed(errors=[FieldError("photo", "required", "请拍一张处理后的照片。")])
-        if len(upload.photos) > 3:
-            raise ValidationFailed(errors=[FieldError("photo", "too_many_photos", "最多只能上传 3 张照片。")])
         now = services.clock.now()
-        sniffed = []
-        for position, photo in enumerate(upload.photos):
-            try:
-                sniffed.append(sniff_photo(photo))
-            except PhotoRejected as rejected:
-                raise PhotoError(position, rejected) from None
-        keys = [new_blob_key("orig", now, s.extension) for s in sniffed]
-        for key, photo in zip(keys, upload.photos, strict=True):
-            await services.blobs.put(key, photo)
+        keys, sniffed = await store_photos(services, upload.photos, now)
         photo_ids = []
         for position, (key, found, photo) in enumerate(zip(keys, sniffed, upload.photos, strict=True)):
             photo_ids.append(await db_reports.insert_proof_photo(

@@ -159,6 +159,26 @@ async def _read_upload(request: Request[Any, Any, Any]) -> Upload:
     return Upload(raw_meta=raw, photos=photos)
 
 
+async def store_photos(services: Services, photos: list[bytes], now: dt.datetime,
+                       ) -> tuple[list[str], list[SniffedPhoto]]:
+    """Check 0–3 uploaded photos by their headers and store their bytes; their blob keys and what was found.
+
+    Bytes go to the blob store before the caller's transaction: if that fails, the orphan sweep
+    removes them. Report photos and proof (after) photos both come through here."""
+    if len(photos) > MAX_PHOTOS:
+        raise TooManyPhotos(errors=[FieldError("photo", "too_many_photos", "最多只能上传 3 张照片。")])
+    sniffed: list[SniffedPhoto] = []
+    for position, photo in enumerate(photos):
+        try:
+            sniffed.append(sniff_photo(photo))
+        except PhotoRejected as rejected:
+            raise PhotoError(position, rejected) from None
+    keys = [new_blob_key("orig", now, found.extension) for found in sniffed]
+    for key, photo in zip(keys, photos, strict=True):
+        await services.blobs.put(key, photo)
+    return keys, sniffed
+
+
 def _parse_meta(raw: dict[str, Any]) -> ReportMeta:
     try:
         return msgspec.convert(raw, ReportMeta, strict=False)
@@ -194,19 +214,7 @@ class ReportController(Controller):
                     raise RateLimited(decision.retry_after_s)
             meta = _parse_meta(upload.raw_meta)
             flags = validate_meta(meta, category=category, now=now)
-            if len(upload.photos) > MAX_PHOTOS:
-                raise TooManyPhotos(errors=[FieldError("photo", "too_many_photos", "最多只能上传 3 张照片。")])
-            sniffed: list[SniffedPhoto] = []
-            for position, photo in enumerate(upload.photos):
-                try:
-                    sniffed.append(sniff_photo(photo))
-                except PhotoRejected as rejected:
-                    raise PhotoError(position, rejected) from None
-
-            # Bytes go to the blob store before the transaction; if it fails, the orphan sweep removes them.
-            keys = [new_blob_key("orig", now, s.extension) for s in sniffed]
-            for key, photo in zip(keys, upload.photos, strict=True):
-                await services.blobs.put(key, photo)
+            keys, sniffed = await store_photos(services, upload.photos, now)
             async with transaction_on(conn, services.clock, services.redis,
                                       max_attempts=services.settings.job_max_attempts) as tx:
                 report_id = await db_reports.insert_report(

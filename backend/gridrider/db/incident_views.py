@@ -38,7 +38,9 @@ async def incident_page(conn: Connection | Pool, *, capacity: str, member_id: in
                         life_safety: bool | None, area_code: str | None,
                         after: tuple[bool, dt.datetime, int] | None) -> list[dict[str, Any]]:
     params: list[Any] = [None, member_id, is_admin, limit]
-    filters = ["$1::bigint IS NULL"]  # $1 is unused here (the action SQL uses it for the incident id)
+    # $1 is unused here (the action SQL uses it for the incident id), and the grid scope does not use $3
+    # (is admin): both are typed anyway, or PostgreSQL cannot determine their types.
+    filters = ["$1::bigint IS NULL", "$3::boolean IS NOT NULL"]
 
     def add(sql: str, value: Any) -> None:
         params.append(value)
@@ -80,7 +82,8 @@ ORDER BY p.role, p.report_id, p.position, p.id
 DETAIL_EVENTS_SQL = """
 SELECT e.id, e.cycle, e.kind, e.data, e.occurred_at, m.pseudonym AS actor, m.role AS actor_role
 FROM incident_events e LEFT JOIN members m ON m.id = e.actor_id
-WHERE e.incident_id = $1 ORDER BY e.id
+WHERE e.incident_id = $1 AND e.kind <> 'points_capped'  -- a rider's points are not the team's business
+ORDER BY e.id
 """
 DETAIL_VERIFICATIONS_SQL = """
 SELECT v.cycle, v.answer, v.distance_m, v.answered_at, m.pseudonym FROM verifications v
@@ -121,7 +124,9 @@ SELECT i.id, i.category, c.name_zh AS category_zh, c.name_en AS category_en, c.l
        i.lat, i.lon, i.resolved_at,
        (SELECT p.id FROM photos p JOIN reports r ON r.id = p.report_id
         WHERE r.incident_id = i.id AND p.state = 'ready' AND p.reused_of_photo_id IS NULL
-        ORDER BY r.captured_at, p.position LIMIT 1) AS thumb_photo_id
+        ORDER BY r.captured_at, p.position LIMIT 1) AS thumb_photo_id,
+       EXISTS (SELECT 1 FROM verifications v
+               WHERE v.incident_id = i.id AND v.cycle = i.cycle AND v.member_id = $3) AS answered
 FROM incidents i JOIN categories c ON c.code = i.category
 WHERE i.cell = ANY($1::bigint[])
   AND (i.state IN ('unrouted', 'dispatched', 'accepted') OR (i.state = 'resolved' AND i.resolved_at >= $2))
@@ -129,5 +134,7 @@ LIMIT 500
 """
 
 
-async def nearby(conn: Connection | Pool, *, cells: list[int], resolved_since: dt.datetime) -> list[dict[str, Any]]:
-    return [dict(r) for r in await conn.fetch(NEARBY_SQL, cells, resolved_since)]
+async def nearby(conn: Connection | Pool, *, cells: list[int], resolved_since: dt.datetime,
+                 member_id: int) -> list[dict[str, Any]]:
+    """`answered`: whether this rider already answered in the incident's current cycle."""
+    return [dict(r) for r in await conn.fetch(NEARBY_SQL, cells, resolved_since, member_id)]
