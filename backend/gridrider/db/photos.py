@@ -129,3 +129,25 @@ async def flag_reused(conn: Connection, *, photo: HashedPhoto, report_id: int, s
 
 async def incident_of_report(conn: Connection, report_id: int) -> int | None:
     return await conn.fetchval("SELECT incident_id FROM reports WHERE id = $1", report_id)
+
+
+# An incident's hashed proof (after) photos not yet matched.
+PROOF_HASHED_PHOTOS_SQL = """
+SELECT p.id, p.dhash FROM photos p
+WHERE p.incident_id = $1 AND p.role = 'proof' AND p.dhash IS NOT NULL AND p.reused_of_photo_id IS NULL
+"""
+REUSED_PROOF_FLAG_INSERT_SQL = """
+INSERT INTO flags (kind, incident_id, photo_id, evidence, created_at) VALUES ('reused_proof_photo', $1, $2, $3, $4)
+"""
+
+
+async def proof_hashed_photos(conn: Connection, incident_id: int) -> list[tuple[int, int]]:
+    return [(r["id"], r["dhash"]) for r in await conn.fetch(PROOF_HASHED_PHOTOS_SQL, incident_id)]
+
+
+async def flag_reused_proof(conn: Connection, *, photo_id: int, incident_id: int, similar: SimilarPhoto,
+                            now: dt.datetime) -> None:
+    await conn.execute(PHOTO_MARK_REUSED_SQL, photo_id, similar.id)
+    await conn.execute(REUSED_PROOF_FLAG_INSERT_SQL, incident_id, photo_id,
+                       {"matched_photo_id": similar.id, "matched_incident_id": similar.incident_id,
+                        "distance": similar.distance}, now)

@@ -55,3 +55,19 @@ async def flag_reused_report_photos(conn: Connection, *, report_id: int, now: dt
             await db_photos.flag_reused(conn, photo=photo, report_id=report_id, similar=similar, now=now)
             flagged += 1
     return flagged
+
+
+async def flag_reused_proof_photos(conn: Connection, *, incident_id: int, now: dt.datetime) -> int:
+    """Flag this incident's after-photos that match another incident's after-photo (a team re-using a
+    "fixed" picture); returns how many were flagged. Report photos are never compared with proofs."""
+    flagged = 0
+    for photo_id, dhash in await db_photos.proof_hashed_photos(conn, incident_id):
+        similar = await db_photos.most_similar_photo(
+            conn, dhash=dhash, exclude_incident_id=incident_id, since=now - REUSE_LOOKBACK,
+            max_distance=REUSE_MAX_HAMMING, band_probes=band_probes(dhash), role="proof",
+        )
+        if similar is not None:
+            await db_photos.flag_reused_proof(conn, photo_id=photo_id, incident_id=incident_id, similar=similar,
+                                              now=now)
+            flagged += 1
+    return flagged

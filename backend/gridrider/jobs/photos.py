@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gridrider.db import photos as db_photos
 from gridrider.domain import points
-from gridrider.domain.photo_reuse import flag_reused_report_photos
+from gridrider.domain.photo_reuse import flag_reused_proof_photos, flag_reused_report_photos
 from gridrider.images.blobs import new_blob_key
 from gridrider.images.pipeline import PhotoFailed
 from gridrider.images.sandbox import PhotoSandbox
@@ -70,7 +70,9 @@ async def normalise_photos(call: JobCall) -> str:
         )
         ready += 1
     if report_id is None:
-        return f"{ready} proof ready, {failed} failed"
+        reused = await flag_reused_proof_photos(conn, incident_id=call.payload["incident_id"],
+                                                now=services.clock.now())
+        return f"{ready} proof ready, {failed} failed, {reused} flagged reused"
     # Serialise with process_report (which holds this row): whichever commits second sees both the
     # incident and the hashes, so exactly one of them runs the reuse check on complete data.
     await db_photos.lock_report(conn, report_id)
