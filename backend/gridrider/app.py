@@ -10,12 +10,14 @@ from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
+from redis.asyncio import Redis
 
 from gridrider import __version__
 from gridrider.api.auth import PUBLIC, access_guard, provide_me
 from gridrider.api.calendar import CalendarController
 from gridrider.api.categories import CategoryController
 from gridrider.api.deps import provide_limiter, provide_services, provide_tx
+from gridrider.api.events import EventController
 from gridrider.api.health import HealthController
 from gridrider.api.incidents import IncidentController
 from gridrider.api.media import MediaController
@@ -38,7 +40,7 @@ PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
-    CalendarController,
+    CalendarController, EventController,
 ]
 
 
@@ -54,9 +56,11 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, min_size=1, max_size=20)
         redis = arq_redis(settings.redis_url) if settings.redis_url else None
+        stream_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, max_connections=5000) \
+            if settings.redis_url else None
         app.state.services = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"), push=push,
+            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"), push=push, stream_redis=stream_redis,
         )
         app.state.limiter = RateLimiter(redis)
         try:
@@ -64,6 +68,8 @@ def create_app(
         finally:
             if redis is not None:
                 await redis.aclose()
+            if stream_redis is not None:
+                await stream_redis.aclose()
             await pool.close()
 
     static = create_static_files_router(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from gridrider.clock import Clock
 from gridrider.config import Settings
@@ -22,3 +23,6 @@ class Services:
     blobs: BlobStore
     # Web Push keys, sender and network; None where a process sends nothing (tests of other parts).
     push: PushRuntime | None = None
+    # The API's own Redis client for live-stream subscriptions: each open app holds one connection,
+    # so they never take the job queue's pool (and its 2 s read timeout) from intake.
+    stream_redis: Redis | None = None

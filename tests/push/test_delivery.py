@@ -166,11 +166,11 @@ async def test_a_second_run_sends_nothing_twice(push_client, push_service, push_
         for _ in range(2):  # the same notification's job run again, as arq may
             async with transaction(db, clock, None, max_attempts=5) as tx:
                 job = await tx.add_job("notify", {"notification_id": notification_id})
-            assert (await run_job_row(services, job.id, notify)).startswith("nothing to send")
+            assert (await run_job_row(services, job.id, notify)).startswith("nothing to push")
     finally:
         await services.push.aclose()
     assert len(push_service.messages_for(browser)) == 1
-    assert await db.fetchval("SELECT count(*) FROM deliveries") == 1
+    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'webpush'") == 1
 
 
 def _services(settings, clock, db, network):
@@ -200,7 +200,7 @@ async def test_a_host_that_resolves_to_any_private_address_is_never_contacted(
     assert calls and push_service.requests == 0
     [(state, status)] = (await deliveries(db)).values()
     assert (state, status) == ("failed", None)
-    assert "non-public" in await db.fetchval("SELECT last_error FROM deliveries")
+    assert "non-public" in await db.fetchval("SELECT last_error FROM deliveries WHERE channel = 'webpush'")
 
 
 async def test_dns_rebinding_cannot_steer_a_send_inward(push_client, push_service, login, settings, clock, db):
@@ -240,7 +240,7 @@ async def test_production_network_refuses_a_subscription_pointing_at_loopback(
     await report(push_client, clock, await login("courier", "13900000067", [GRID]))
     await run_burst(settings, clock)  # no push_network: the production one
     assert push_service.requests == 0
-    assert "non-public" in await db.fetchval("SELECT last_error FROM deliveries")
+    assert "non-public" in await db.fetchval("SELECT last_error FROM deliveries WHERE channel = 'webpush'")
 
 
 async def test_one_hanging_endpoint_does_not_hold_up_a_thousand_others(

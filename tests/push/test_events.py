@@ -282,4 +282,5 @@ async def test_a_notification_recorded_twice_is_sent_once(
         [received] = push_service.messages_for(browser)
         assert received.json["notification_id"] == first and received.json["body"] == "你上报的隐患已受理"
     assert len(push_service.received) == 2
-    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE notification_id = $1", first) == 2
+    assert await db.fetchval("SELECT count(*) FROM deliveries WHERE notification_id = $1 AND channel = 'webpush'",
+                             first) == 2

@@ -51,6 +51,22 @@ SELECT DISTINCT member_id FROM covering WHERE depth = (SELECT max(depth) FROM co
 """
 ACTIVE_MEMBERS_SQL = "SELECT id FROM members WHERE id = ANY($1::bigint[]) AND status = 'active' ORDER BY id"
 
+STREAM_PLAN_SQL = """
+INSERT INTO deliveries (notification_id, channel, target, member_id, created_at)
+SELECT $1, 'stream', m::text, m, $3 FROM unnest($2::bigint[]) AS m
+ON CONFLICT (notification_id, channel, target) DO NOTHING
+RETURNING member_id
+"""
+STREAM_SENT_SQL = """
+UPDATE deliveries SET state = 'sent', attempts = attempts + 1, sent_at = $3
+WHERE notification_id = $1 AND channel = 'stream' AND member_id = ANY($2::bigint[])
+"""
+# What a reconnecting app missed: its member's notifications after the last id it saw (oldest first).
+STREAM_REPLAY_SQL = """
+SELECT n.id FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+WHERE d.channel = 'stream' AND d.member_id = $1 AND n.id > $2
+ORDER BY n.id LIMIT $3
+"""
 WEBPUSH_PLAN_SQL = """
 INSERT INTO deliveries (notification_id, channel, target, member_id, created_at)
 SELECT $1, 'webpush', s.id::text, s.member_id, $3
@@ -185,6 +201,20 @@ async def audience_members(conn: Connection | Pool, audience: dict) -> list[int]
         if "supervisor" in roles:
             members.update(r["member_id"] for r in await conn.fetch(AREA_SUPERVISORS_SQL, area_id))
     return sorted(members)
+
+
+async def plan_stream(conn: Connection, notification_id: int, member_ids: list[int], now: dt.datetime) -> list[int]:
+    """Members newly planned for the live stream (none on a re-run: the stream sends nothing twice)."""
+    return [r["member_id"] for r in await conn.fetch(STREAM_PLAN_SQL, notification_id, member_ids, now)]
+
+
+async def mark_stream_sent(conn: Connection | Pool, notification_id: int, member_ids: list[int],
+                           now: dt.datetime) -> None:
+    await conn.execute(STREAM_SENT_SQL, notification_id, member_ids, now)
+
+
+async def stream_replay(conn: Connection | Pool, member_id: int, after_id: int, limit: int) -> list[int]:
+    return [r["id"] for r in await conn.fetch(STREAM_REPLAY_SQL, member_id, after_id, limit)]
 
 
 async def plan_webpush(conn: Connection, notification_id: int, member_ids: list[int], now: dt.datetime) -> None:

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 
+from gridrider import stream
 from gridrider.db import notifications as db_notifications
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.notifications import NotificationContext, PendingPush
@@ -120,6 +121,16 @@ async def _record(services: Services, outcomes: list[_Outcome]) -> None:
                         error=outcome.error)
 
 
+async def _stream(services: Services, conn, context: NotificationContext, members: list[int],
+                  payload: dict) -> int:
+    """Open apps hear of it at once (the live stream); each member once, even when the job runs again."""
+    fresh = await db_notifications.plan_stream(conn, context.id, members, services.clock.now())
+    reached = await stream.publish(services.redis, fresh, stream.frame(context.id, context.event, payload))
+    if reached:
+        await db_notifications.mark_stream_sent(conn, context.id, reached, services.clock.now())
+    return len(reached)
+
+
 NOTIFY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('notify:' || $1::bigint, 0))"
 
 
@@ -137,11 +148,12 @@ async def notify(call: JobCall) -> str:
         async with conn.transaction():
             await db_notifications.plan_webpush(conn, notification_id, members, services.clock.now())
         pending = await db_notifications.pending_webpush(conn, notification_id)
+        payload = notifications.message(context, image_url=_image_url(services, context))
+        streamed = await _stream(services, conn, context, members, payload)
     if not pending:
-        return f"nothing to send ({len(members)} members)"
+        return f"nothing to push ({len(members)} members, {streamed} streamed)"
     if services.push is None:
         raise RuntimeError("this process has no push runtime")
-    payload = notifications.message(context, image_url=_image_url(services, context))
     full, minimal = notifications.encode(payload), notifications.encode(notifications.minimal_message(context))
     counts: dict[str, int] = {}
     retry_after: float = 0.0
