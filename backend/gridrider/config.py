@@ -53,6 +53,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     push_timeout_s: float = 10.0
     # Requests in flight at once per push service (one connection each).
     push_concurrency: int = 32
+    # SMS provider: "none" (no SMS is sent) or "aliyun" (Alibaba Cloud SMS, needs the four settings below).
+    sms_provider: str = "none"
+    # Alibaba Cloud AccessKey id for SMS.
+    aliyun_access_key_id: str = ""
+    # Alibaba Cloud AccessKey secret for SMS; from the environment or a file (…_FILE).
+    aliyun_access_key_secret: str = ""
+    # Approved SMS signature (签名) shown in front of every message.
+    aliyun_sms_sign_name: str = ""
+    # Approved template codes per message kind: "life_safety=SMS_123,escalation=SMS_456".
+    aliyun_sms_templates: tuple[tuple[str, str], ...] = ()
+    # Non-life-safety SMS per member per Asia/Shanghai day (life-safety alerts are never capped).
+    sms_daily_cap: int = 10
     # Log level: debug, info, warning or error.
     log_level: str = "info"
     # Log format: "text" (key=value, for terminals) or "json" (one object per line, for collectors).
@@ -90,6 +102,12 @@ _ENV = {
     "GRIDRIDER_PUSH_HOSTS": "push_hosts",
     "GRIDRIDER_PUSH_TIMEOUT_S": "push_timeout_s",
     "GRIDRIDER_PUSH_CONCURRENCY": "push_concurrency",
+    "GRIDRIDER_SMS_PROVIDER": "sms_provider",
+    "GRIDRIDER_ALIYUN_ACCESS_KEY_ID": "aliyun_access_key_id",
+    "GRIDRIDER_ALIYUN_ACCESS_KEY_SECRET": "aliyun_access_key_secret",
+    "GRIDRIDER_ALIYUN_SMS_SIGN_NAME": "aliyun_sms_sign_name",
+    "GRIDRIDER_ALIYUN_SMS_TEMPLATES": "aliyun_sms_templates",
+    "GRIDRIDER_SMS_DAILY_CAP": "sms_daily_cap",
     "GRIDRIDER_LOG_LEVEL": "log_level",
     "GRIDRIDER_LOG_FORMAT": "log_format",
     "GRIDRIDER_JOB_LEASE_S": "job_lease_s",
@@ -104,6 +122,9 @@ _ENV = {
 ENV_NAME_OF_FIELD = {field: env for env, field in _ENV.items()}
 # A secret may also be given as a path in NAME_FILE (Docker/Kubernetes secrets).
 SECRET_FIELDS = ("session_secret", "url_signing_secret", "vapid_private_key")
+# Secrets a deployment may leave unset (their channel is then off); also accepted as NAME_FILE.
+OPTIONAL_SECRET_FIELDS = ("aliyun_access_key_secret",)
+SMS_TEMPLATE_KINDS = ("life_safety", "escalation")
 
 
 def _check_url(env: str, value: str, schemes: tuple[str, ...]) -> None:
@@ -146,7 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     values: dict[str, object] = {}
     for name, field in _ENV.items():
         raw = env.get(name)
-        if field in SECRET_FIELDS and not raw and env.get(f"{name}_FILE"):
+        if field in SECRET_FIELDS + OPTIONAL_SECRET_FIELDS and not raw and env.get(f"{name}_FILE"):
             path = Path(env[f"{name}_FILE"])
             try:
                 raw = path.read_text().strip()
@@ -157,13 +178,23 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         values[field] = _parse(name, field, raw)
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.sms_provider == "aliyun":
+        templates = dict(settings.aliyun_sms_templates)
+        needed = {"GRIDRIDER_ALIYUN_ACCESS_KEY_ID": settings.aliyun_access_key_id,
+                  "GRIDRIDER_ALIYUN_ACCESS_KEY_SECRET": settings.aliyun_access_key_secret,
+                  "GRIDRIDER_ALIYUN_SMS_SIGN_NAME": settings.aliyun_sms_sign_name,
+                  "GRIDRIDER_ALIYUN_SMS_TEMPLATES": all(k in templates for k in SMS_TEMPLATE_KINDS)}
+        missing = [env_name for env_name, value in needed.items() if not value]
+        if missing:
+            raise SettingsError(f"{', '.join(missing)}: needed when GRIDRIDER_SMS_PROVIDER=aliyun "
+                                f"(templates for {', '.join(SMS_TEMPLATE_KINDS)})")
     if not settings.public_url:
         settings = msgspec.structs.replace(settings, public_url=f"http://{settings.host}:{settings.port}")
     return settings
 
 
 def _parse(name: str, field: str, raw: str) -> object:
-    raw = raw.strip() if field not in SECRET_FIELDS else raw
+    raw = raw.strip() if field not in SECRET_FIELDS + OPTIONAL_SECRET_FIELDS else raw
     match field:
         case "database_url":
             _check_url(name, raw, ("postgres", "postgresql"))
@@ -216,6 +247,25 @@ def _parse(name: str, field: str, raw: str) -> object:
             return value
         case "push_concurrency":
             return _positive_int(name, raw, high=1024)
+        case "sms_provider":
+            if raw not in ("none", "aliyun"):
+                raise SettingsError(f"{name}: expected none or aliyun, got {raw!r}")
+            return raw
+        case "aliyun_access_key_id" | "aliyun_sms_sign_name":
+            return raw
+        case "aliyun_access_key_secret":
+            return raw.strip()
+        case "aliyun_sms_templates":
+            pairs = []
+            for item in (part.strip() for part in raw.split(",") if part.strip()):
+                kind, _, code = item.partition("=")
+                if kind.strip() not in SMS_TEMPLATE_KINDS or not re.fullmatch(r"SMS_\d+", code.strip()):
+                    raise SettingsError(f"{name}: expected kind=SMS_<digits> for {', '.join(SMS_TEMPLATE_KINDS)}, "
+                                        f"got {item!r}")
+                pairs.append((kind.strip(), code.strip()))
+            return tuple(pairs)
+        case "sms_daily_cap":
+            return _positive_int(name, raw, low=0, high=1000)
         case "host":
             return raw
         case "publish_schema":

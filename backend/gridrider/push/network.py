@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
+import httpx
 
 Address = tuple[str, int]
 Resolver = Callable[[str, int], Awaitable[list[Address]]]
@@ -176,3 +177,32 @@ class VettedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class _VettedTransport(httpx.AsyncBaseTransport):
+    """httpx over httpcore's pool whose TCP connector is the vetted one (low-volume callers: WeCom, SMS)."""
+
+    def __init__(self, network: PushNetwork) -> None:
+        self._pool = httpcore.AsyncConnectionPool(ssl_context=network.make_ssl_context(), max_connections=20,
+                                                  network_backend=VettedBackend(network), retries=0)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._pool.handle_async_request(httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
+                             target=request.url.raw_path),
+            headers=request.headers.raw, content=request.content, extensions=request.extensions))
+        try:
+            body = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.aclose()
+        return httpx.Response(status_code=response.status, headers=response.headers, content=body)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
+def vetted_client(network: PushNetwork, *, timeout_s: float = 10.0) -> httpx.AsyncClient:
+    """An httpx client that only ever connects to addresses `network` allows (public ones in production),
+    never follows redirects, and resolves each host exactly once per connection."""
+    return httpx.AsyncClient(transport=_VettedTransport(network), timeout=timeout_s, follow_redirects=False)
