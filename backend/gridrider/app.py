@@ -16,6 +16,7 @@ from gridrider import __version__
 from gridrider.api.auth import PUBLIC, access_guard, provide_me
 from gridrider.api.calendar import CalendarController
 from gridrider.api.categories import CategoryController
+from gridrider.api.channels import ChannelController
 from gridrider.api.deps import provide_limiter, provide_services, provide_tx
 from gridrider.api.events import EventController
 from gridrider.api.health import HealthController
@@ -40,7 +41,7 @@ PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
-    CalendarController, EventController,
+    CalendarController, EventController, ChannelController,
 ]
 
 

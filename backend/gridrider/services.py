@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -26,3 +27,5 @@ class Services:
     # The API's own Redis client for live-stream subscriptions: each open app holds one connection,
     # so they never take the job queue's pool (and its 2 s read timeout) from intake.
     stream_redis: Redis | None = None
+    # SMS provider (channels/sms.py); None when GRIDRIDER_SMS_PROVIDER=none.
+    sms: Any = None

@@ -139,6 +139,8 @@ async def test_every_event_reaches_exactly_its_audience(
         "report_merged": (reporters, {}, {rider}, "已与同一隐患合并", "Merged with the same hazard"),
         "incident_escalated": (supervisors_audience(town), {"stage": "accept"}, {town_supervisor},
                                "超时未受理，请督办", "not accepted in time"),
+        "life_safety_unaccepted": (grid_audience(grid), {"minutes": 15, "to": "members"}, {member, colleague},
+                                   "15 分钟仍未受理", "not accepted after 15 minutes"),
     }
     assert set(plan) == set(EVENTS)
     recorded: dict[str, int] = {}

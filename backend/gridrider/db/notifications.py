@@ -67,6 +67,23 @@ SELECT n.id FROM deliveries d JOIN notifications n ON n.id = d.notification_id
 WHERE d.channel = 'stream' AND d.member_id = $1 AND n.id > $2
 ORDER BY n.id LIMIT $3
 """
+SMS_PLAN_SQL = """
+INSERT INTO deliveries (notification_id, channel, target, member_id, created_at)
+SELECT $1, 'sms', m.id::text, m.id, $3 FROM members m
+WHERE m.id = ANY($2::bigint[]) AND m.phone IS NOT NULL AND m.status = 'active'
+ON CONFLICT (notification_id, channel, target) DO NOTHING
+"""
+SMS_PENDING_SQL = """
+SELECT d.id AS delivery_id, d.member_id, d.attempts, m.phone FROM deliveries d JOIN members m ON m.id = d.member_id
+WHERE d.notification_id = $1 AND d.channel = 'sms' AND d.state = 'pending' AND m.status = 'active'
+ORDER BY d.id
+"""
+# Capped SMS a member was sent since $2 (the start of their Asia/Shanghai day): every SMS but life-safety ones.
+SMS_CAPPED_TODAY_SQL = """
+SELECT count(*) FROM deliveries d JOIN notifications n ON n.id = d.notification_id
+WHERE d.channel = 'sms' AND d.member_id = $1 AND d.state = 'sent' AND d.sent_at >= $2
+  AND n.event <> 'life_safety_unaccepted'
+"""
 WEBPUSH_PLAN_SQL = """
 INSERT INTO deliveries (notification_id, channel, target, member_id, created_at)
 SELECT $1, 'webpush', s.id::text, s.member_id, $3
@@ -215,6 +232,25 @@ async def mark_stream_sent(conn: Connection | Pool, notification_id: int, member
 
 async def stream_replay(conn: Connection | Pool, member_id: int, after_id: int, limit: int) -> list[int]:
     return [r["id"] for r in await conn.fetch(STREAM_REPLAY_SQL, member_id, after_id, limit)]
+
+
+class PendingSms(msgspec.Struct, frozen=True):
+    delivery_id: int
+    member_id: int
+    attempts: int
+    phone: str
+
+
+async def plan_sms(conn: Connection, notification_id: int, member_ids: list[int], now: dt.datetime) -> None:
+    await conn.execute(SMS_PLAN_SQL, notification_id, member_ids, now)
+
+
+async def pending_sms(conn: Connection | Pool, notification_id: int) -> list[PendingSms]:
+    return [PendingSms(**dict(r)) for r in await conn.fetch(SMS_PENDING_SQL, notification_id)]
+
+
+async def capped_sms_today(conn: Connection | Pool, member_id: int, day_start: dt.datetime) -> int:
+    return await conn.fetchval(SMS_CAPPED_TODAY_SQL, member_id, day_start)
 
 
 async def plan_webpush(conn: Connection, notification_id: int, member_ids: list[int], now: dt.datetime) -> None:

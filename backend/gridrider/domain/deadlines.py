@@ -60,6 +60,13 @@ ESCALATION_INSERT_SQL = """
 INSERT INTO escalations (incident_id, cycle, stage, level, area_id, sent_at) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT DO NOTHING RETURNING level
 """
+# Life-safety incidents a grid has not accepted: 15 minutes after they reached it (each dispatch,
+# transfer or reopen restarts that clock) its members are texted, 15 minutes later its supervisors.
+UNACCEPTED_SQL = """
+SELECT i.id, i.cycle, i.area_id, i.reached_grid_at FROM incidents i JOIN categories c ON c.code = i.category
+WHERE i.state = 'dispatched' AND c.life_safety AND i.reached_grid_at <= $1 AND i.reached_grid_at > $2
+"""
+UNACCEPTED_STEPS = ((dt.timedelta(minutes=15), "members"), (dt.timedelta(minutes=30), "supervisors"))
 DEADLINE_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('deadline-pass', 0))"
 
 
@@ -68,6 +75,7 @@ class PassResult:
     closed: int = 0
     marked: int = 0
     escalated: int = 0
+    reminded: int = 0  # life-safety "still not accepted" reminders
     notifications: list[int] = dataclasses.field(default_factory=list)
     skipped: bool = False  # another process is running the pass
 
@@ -121,4 +129,19 @@ async def run_pass(conn: Connection, now: dt.datetime) -> PassResult:
         if notification is not None:
             result.notifications.append(notification)
         result.escalated += 1
+    # Older than 2 h: long reminded (and escalated); a pass that was down that long does not text late.
+    for row in await conn.fetch(UNACCEPTED_SQL, now - UNACCEPTED_STEPS[0][0], now - dt.timedelta(hours=2)):
+        for after, who in UNACCEPTED_STEPS:
+            if now - row["reached_grid_at"] < after:
+                continue
+            audience = notifications.grid_audience(row["area_id"]) if who == "members" \
+                else notifications.supervisors_audience(row["area_id"])
+            # The reach time in the key: a transfer or reopen starts a new clock with its own reminders.
+            notification = await notifications.record(
+                conn, event=notifications.LIFE_SAFETY_UNACCEPTED, incident_id=row["id"], audience=audience,
+                payload={"minutes": int(after.total_seconds() // 60), "to": who},
+                dedupe_key=f"unaccepted:{row['id']}:{row['reached_grid_at'].timestamp():.0f}:{who}", now=now)
+            if notification is not None:
+                result.notifications.append(notification)
+                result.reminded += 1
     return result

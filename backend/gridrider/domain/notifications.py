@@ -26,8 +26,12 @@ REPORT_RESOLVED = "report_resolved"  # → the reporters (after-photo, points)
 REPORT_REJECTED = "report_rejected"  # → the reporters (reason)
 REPORT_MERGED = "report_merged"  # → the reporters (their incident merged into another)
 INCIDENT_ESCALATED = "incident_escalated"  # → that level's supervisors
+# A life-safety incident still not accepted 15 minutes after it reached a grid → its members; 30 → its supervisors.
+LIFE_SAFETY_UNACCEPTED = "life_safety_unaccepted"
 EVENTS = (INCIDENT_REACHED_GRID, INCIDENT_UNROUTED, LIFE_SAFETY_CREATED, REPORT_ACCEPTED, REPORT_RESOLVED,
-          REPORT_REJECTED, REPORT_MERGED, INCIDENT_ESCALATED)
+          REPORT_REJECTED, REPORT_MERGED, INCIDENT_ESCALATED, LIFE_SAFETY_UNACCEPTED)
+# Events that also go by SMS (DESIGN §5): the life-safety reminders (never capped) and escalations.
+SMS_EVENTS = frozenset({LIFE_SAFETY_UNACCEPTED, INCIDENT_ESCALATED})
 REPORTER_EVENTS = frozenset({REPORT_ACCEPTED, REPORT_RESOLVED, REPORT_REJECTED, REPORT_MERGED})
 REACHED_GRID_REASONS = ("created", "dispatched", "transferred", "reopened", "appeal_upheld")
 
@@ -132,6 +136,10 @@ def _texts(context: NotificationContext, lang: str) -> tuple[str, str]:
                 f"Not accepted: {detail}" if detail else "Not accepted")
         case "report_merged":
             body = f"已与同一隐患合并（{count} 人上报）" if zh else f"Merged with the same hazard ({count} reports)"
+        case "life_safety_unaccepted":
+            minutes = payload.get("minutes", 15)
+            body = f"危及生命安全，{minutes} 分钟仍未受理，请立即处理" if zh else \
+                f"Life-threatening and still not accepted after {minutes} minutes; act now"
         case "incident_escalated":
             stage = _STAGES.get(payload.get("stage", ""), ("处理", "handled"))
             body = f"超时未{stage[0]}，请督办" if zh else f"Overdue: not {stage[1]} in time; please follow up"

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 
 from gridrider import stream
+from gridrider.clock import local_day, local_day_start
 from gridrider.db import notifications as db_notifications
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.notifications import NotificationContext, PendingPush
@@ -131,6 +132,45 @@ async def _stream(services: Services, conn, context: NotificationContext, member
     return len(reached)
 
 
+def _sms_params(context: NotificationContext) -> tuple[str, dict[str, str]]:
+    """The approved template's kind and its variables (kept short: carriers cap a message's length)."""
+    place = (context.place_zh or "")[:20]
+    category = (context.category_zh or context.category or "")[:20]
+    if context.event == notifications.LIFE_SAFETY_UNACCEPTED:
+        return "life_safety", {"category": category, "place": place, "minutes": str(context.payload.get("minutes"))}
+    stage = {"dispatch": "派发", "accept": "受理", "resolve": "办结"}.get(context.payload.get("stage", ""), "处理")
+    return "escalation", {"category": category, "place": place, "stage": stage}
+
+
+async def _sms(services: Services, conn, context: NotificationContext, members: list[int]) -> tuple[str, bool]:
+    """Texts for the events that go by SMS; each member once; the daily cap for all but life-safety."""
+    if context.event not in notifications.SMS_EVENTS or services.sms is None:
+        return "no sms", False
+    now = services.clock.now()
+    await db_notifications.plan_sms(conn, context.id, members, now)
+    capped = context.event != notifications.LIFE_SAFETY_UNACCEPTED
+    day_start = local_day_start(local_day(now))
+    kind, params = _sms_params(context)
+    outcomes: list[tuple[int, str, int | None, str | None]] = []
+    retry = False
+    for pending in await db_notifications.pending_sms(conn, context.id):
+        if capped and await db_notifications.capped_sms_today(conn, pending.member_id, day_start) \
+                >= services.settings.sms_daily_cap:
+            outcomes.append((pending.delivery_id, "skipped", None, "daily SMS cap reached"))
+            continue
+        result = await services.sms.send(phone=pending.phone, kind=kind, params=params)
+        if result.ok:
+            outcomes.append((pending.delivery_id, "sent", None, None))
+        elif result.retryable and pending.attempts + 1 < MAX_DELIVERY_ATTEMPTS:
+            outcomes.append((pending.delivery_id, "pending", None, result.code))
+            retry = True
+        else:
+            outcomes.append((pending.delivery_id, "failed", None, result.code))
+        # Recorded one by one: a crash mid-way repeats at most the text in flight.
+        await db_notifications.record_deliveries(conn, outcomes[-1:], services.clock.now())
+    return f"{sum(o[1] == 'sent' for o in outcomes)} texted", retry
+
+
 NOTIFY_LOCK_SQL = "SELECT pg_try_advisory_xact_lock(hashtextextended('notify:' || $1::bigint, 0))"
 
 
@@ -150,8 +190,11 @@ async def notify(call: JobCall) -> str:
         pending = await db_notifications.pending_webpush(conn, notification_id)
         payload = notifications.message(context, image_url=_image_url(services, context))
         streamed = await _stream(services, conn, context, members, payload)
+        texted, sms_retry = await _sms(services, conn, context, members)
     if not pending:
-        return f"nothing to push ({len(members)} members, {streamed} streamed)"
+        if sms_retry:
+            raise RetryAfter(f"sms to retry ({texted})", 30.0)
+        return f"nothing to push ({len(members)} members, {streamed} streamed, {texted})"
     if services.push is None:
         raise RuntimeError("this process has no push runtime")
     full, minimal = notifications.encode(payload), notifications.encode(notifications.minimal_message(context))
@@ -176,10 +219,10 @@ async def notify(call: JobCall) -> str:
         if batch:
             await _record(services, batch)
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    if counts.get("pending"):
+    if counts.get("pending") or sms_retry:
         # The job's own retry sends only these again (with backoff, or after the service's Retry-After).
-        raise RetryAfter(f"web push: {summary}", retry_after)
-    return f"web push: {summary}"
+        raise RetryAfter(f"web push: {summary}; {texted}", max(retry_after, 30.0 if sms_retry else 0.0))
+    return f"web push: {summary}; {texted}"
 
 
 async def on_notify_dead(services: Services, tx: Tx, job: ClaimedJob) -> None:
