@@ -385,3 +385,60 @@ async def test_the_cron_enqueues_a_notify_job_for_each_escalation(services, db, 
     again = await run_deadline_pass(services)
     assert again.escalated == 0
     assert await db.fetchval("SELECT count(*) FROM jobs WHERE kind = 'notify'") == 1
+
+
+# ── life-safety reminders (DESIGN §5: SMS 15 min after reaching a grid, supervisors 15 min later) ──
+
+async def _reminders(db) -> list[tuple[str, dict]]:
+    rows = await db.fetch("SELECT payload, audience FROM notifications WHERE event = 'life_safety_unaccepted' "
+                          "ORDER BY id")
+    return [(r["payload"]["to"], r["audience"]) for r in rows]
+
+
+async def _life_safety_dispatched(db, clock, people) -> int:
+    incident = await make_incident(db, clock, people, state="dispatched", category="missing_manhole_cover")
+    await db.execute("UPDATE incidents SET reached_grid_at = $2::timestamptz, "
+                     "accept_due_at = $2::timestamptz + interval '1 hour' WHERE id = $1", incident, clock.now())
+    return incident
+
+
+async def test_an_unaccepted_life_safety_incident_reminds_members_at_15_then_supervisors_at_30(db, clock, people):
+    start = clock.now()
+    await _life_safety_dispatched(db, clock, people)
+    for minute, expected in ((14, []), (15, ["members"]), (16, ["members"]), (29, ["members"]),
+                             (30, ["members", "supervisors"]), (45, ["members", "supervisors"])):
+        clock.set(start + MINUTE * minute)
+        await run(db, clock)
+        assert [who for who, _ in await _reminders(db)] == expected, minute
+    [(_, to_members), (_, to_supervisors)] = await _reminders(db)
+    assert to_members == {"area_id": await area(db, "ZW-ZWZ-C02-G03"), "roles": ["grid_member"]}
+    assert to_supervisors["roles"] == ["supervisor"]
+
+
+async def test_accepted_at_minute_14_reminds_nobody(db, clock, people):
+    start = clock.now()
+    incident = await _life_safety_dispatched(db, clock, people)
+    clock.set(start + MINUTE * 14)
+    async with db.acquire() as conn, conn.transaction():
+        await incident_actions.act(conn, action="accept", caller=people["grid_member"], incident_id=incident,
+                                   body=ActionBody(), now=clock.now())
+    for minute in (15, 30, 60):
+        clock.set(start + MINUTE * minute)
+        await run(db, clock)
+    assert await _reminders(db) == []
+
+
+async def test_a_transfer_at_minute_10_restarts_the_clock(db, clock, people):
+    start = clock.now()
+    incident = await _life_safety_dispatched(db, clock, people)
+    clock.set(start + MINUTE * 10)
+    async with db.acquire() as conn, conn.transaction():
+        await incident_actions.act(conn, action="transfer", caller=people["supervisor"], incident_id=incident,
+                                   body=ActionBody(grid_code="ZW-ZWZ-C02-G01"), now=clock.now())
+    clock.set(start + MINUTE * 15)
+    await run(db, clock)
+    assert await _reminders(db) == []  # the new grid has had it for 5 minutes only
+    clock.set(start + MINUTE * 25)
+    await run(db, clock)
+    [(who, audience)] = await _reminders(db)
+    assert who == "members" and audience["area_id"] == await area(db, "ZW-ZWZ-C02-G01")
