@@ -132,6 +132,9 @@ async def _stream(services: Services, conn, context: NotificationContext, member
     return len(reached)
 
 
+SMS_CAP_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('sms-cap:' || $1::bigint, 0))"
+
+
 def _sms_params(context: NotificationContext) -> tuple[str, dict[str, str]]:
     """The approved template's kind and its variables (kept short: carriers cap a message's length)."""
     place = (context.place_zh or "")[:20]
@@ -154,20 +157,26 @@ async def _sms(services: Services, conn, context: NotificationContext, members: 
     outcomes: list[tuple[int, str, int | None, str | None]] = []
     retry = False
     for pending in await db_notifications.pending_sms(conn, context.id):
-        if capped and await db_notifications.capped_sms_today(conn, pending.member_id, day_start) \
-                >= services.settings.sms_daily_cap:
-            outcomes.append((pending.delivery_id, "skipped", None, "daily SMS cap reached"))
-            continue
-        result = await services.sms.send(phone=pending.phone, kind=kind, params=params)
-        if result.ok:
-            outcomes.append((pending.delivery_id, "sent", None, None))
-        elif result.retryable and pending.attempts + 1 < MAX_DELIVERY_ATTEMPTS:
-            outcomes.append((pending.delivery_id, "pending", None, result.code))
-            retry = True
-        else:
-            outcomes.append((pending.delivery_id, "failed", None, result.code))
-        # Recorded one by one: a crash mid-way repeats at most the text in flight.
-        await db_notifications.record_deliveries(conn, outcomes[-1:], services.clock.now())
+        # One member's capped texts are counted, sent and recorded under a lock of theirs, so
+        # concurrent notify jobs cannot each see room for the same last text.
+        async with conn.transaction():
+            if capped:
+                await conn.execute(SMS_CAP_LOCK_SQL, pending.member_id)
+                if await db_notifications.capped_sms_today(conn, pending.member_id, day_start) \
+                        >= services.settings.sms_daily_cap:
+                    outcomes.append((pending.delivery_id, "skipped", None, "daily SMS cap reached"))
+                    await db_notifications.record_deliveries(conn, outcomes[-1:], services.clock.now())
+                    continue
+            result = await services.sms.send(phone=pending.phone, kind=kind, params=params)
+            if result.ok:
+                outcomes.append((pending.delivery_id, "sent", None, None))
+            elif result.retryable and pending.attempts + 1 < MAX_DELIVERY_ATTEMPTS:
+                outcomes.append((pending.delivery_id, "pending", None, result.code))
+                retry = True
+            else:
+                outcomes.append((pending.delivery_id, "failed", None, result.code))
+            # Recorded one by one: a crash mid-way repeats at most the text in flight.
+            await db_notifications.record_deliveries(conn, outcomes[-1:], services.clock.now())
     return f"{sum(o[1] == 'sent' for o in outcomes)} texted", retry
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from arq.cron import cron
 from arq.worker import Function, Worker, func
 
+from gridrider.channels.sms import sms_provider
 from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
@@ -59,12 +60,14 @@ def build_worker(
     assert settings.database_url and settings.redis_url, "resolve the embedded URLs before building a worker"
     redis = arq_redis(settings.redis_url)
     push = build_push(settings, push_network)  # before startup: a bad VAPID key fails the command at once
+    # The same injected outbound network (tests only) reaches the SMS stand-in; None when SMS is off.
+    sms = sms_provider(settings, push_network)
 
     async def startup(ctx: dict[str, Any]) -> None:
         pool = await create_pool(settings.database_url, min_size=1, max_size=max_jobs + 2)
         ctx["services"] = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or default_blob_store(settings), push=push,
+            blobs=blobs or default_blob_store(settings), push=push, sms=sms,
         )
         if queue == PHOTOS_QUEUE:
             await SANDBOX.warm_up()
@@ -74,6 +77,8 @@ def build_worker(
         if services is not None:
             await services.pool.close()
         await push.aclose()
+        if sms is not None:
+            await sms.aclose()
         await SANDBOX.close()
 
     functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]

@@ -1,0 +1,1 @@
+"""Alert channels beside Web Push: SMS (sms.py) and the WeCom group robot (wecom.py)."""
