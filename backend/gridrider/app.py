@@ -28,6 +28,7 @@ from gridrider.api.problems import EXCEPTION_HANDLERS
 from gridrider.api.push import PushController
 from gridrider.api.ratelimit import RateLimiter
 from gridrider.api.reports import ReportController
+from gridrider.api.webhooks import WebhookController
 from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
@@ -41,7 +42,7 @@ PWA_DIR = Path(__file__).resolve().parents[2] / "pwa"
 API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
-    CalendarController, EventController, ChannelController,
+    CalendarController, EventController, ChannelController, WebhookController,
 ]
 
 

@@ -48,6 +48,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "push_endpoint_ip_literal": ("推送地址不能是 IP 地址。", "The push endpoint must name a host, not an IP address."),
     "push_endpoint_host_not_allowed": ("不支持该推送服务。", "This push service is not supported."),
     "push_key_invalid": ("推送公钥 p256dh 无效（应为 P-256 公钥）。", "The p256dh key is not a valid P-256 public key."),
+    "wecom_webhook_invalid": ("企业微信群机器人地址无效。", "This is not a WeCom group robot webhook URL."),
+    "wecom_webhook_malformed": ("群机器人地址格式不正确。", "The webhook URL is malformed."),
+    "wecom_webhook_not_https": ("群机器人地址必须使用 https。", "The webhook URL must use https."),
+    "wecom_webhook_userinfo": ("群机器人地址不能包含用户名或密码。", "The webhook URL must not contain a user name or password."),
+    "wecom_webhook_host": ("群机器人地址必须是 qyapi.weixin.qq.com。", "The webhook host must be qyapi.weixin.qq.com."),
+    "wecom_webhook_port": ("群机器人地址只能使用 443 端口。", "The webhook URL must use port 443."),
+    "wecom_webhook_path": ("群机器人地址的路径必须是 /cgi-bin/webhook/send。", "The webhook path must be /cgi-bin/webhook/send."),
+    "wecom_webhook_query": ("群机器人地址只能带一个 key 参数。", "The webhook URL must carry exactly one key parameter."),
+    "wecom_webhook_key": ("群机器人 key 格式不正确（应为 UUID）。", "The robot key must be a UUID."),
     "push_auth_invalid": ("推送密钥 auth 无效（应为 16 字节）。", "The auth secret must be 16 bytes."),
 }
 
