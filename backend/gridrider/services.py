@@ -29,3 +29,5 @@ class Services:
     stream_redis: Redis | None = None
     # SMS provider (channels/sms.py); None when GRIDRIDER_SMS_PROVIDER=none.
     sms: Any = None
+    # WeCom group robot client (channels/wecom.py); areas without a stored webhook are skipped.
+    wecom: Any = None

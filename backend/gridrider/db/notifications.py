@@ -67,6 +67,17 @@ SELECT n.id FROM deliveries d JOIN notifications n ON n.id = d.notification_id
 WHERE d.channel = 'stream' AND d.member_id = $1 AND n.id > $2
 ORDER BY n.id LIMIT $3
 """
+WECOM_PLAN_SQL = """
+INSERT INTO deliveries (notification_id, channel, target, created_at) VALUES ($1, 'wecom', $2::bigint::text, $3)
+ON CONFLICT (notification_id, channel, target) DO NOTHING
+"""
+# An area's robot cards still to send, oldest first (the batch a flush sends as one message).
+WECOM_PENDING_SQL = """
+SELECT d.id AS delivery_id, d.notification_id, d.attempts FROM deliveries d
+WHERE d.channel = 'wecom' AND d.target = $1::bigint::text AND d.state = 'pending'
+  AND ($2::bigint IS NULL OR d.notification_id = $2)
+ORDER BY d.id LIMIT 50
+"""
 SMS_PLAN_SQL = """
 INSERT INTO deliveries (notification_id, channel, target, member_id, created_at)
 SELECT $1, 'sms', m.id::text, m.id, $3 FROM members m
@@ -232,6 +243,21 @@ async def mark_stream_sent(conn: Connection | Pool, notification_id: int, member
 
 async def stream_replay(conn: Connection | Pool, member_id: int, after_id: int, limit: int) -> list[int]:
     return [r["id"] for r in await conn.fetch(STREAM_REPLAY_SQL, member_id, after_id, limit)]
+
+
+class PendingCard(msgspec.Struct, frozen=True):
+    delivery_id: int
+    notification_id: int
+    attempts: int
+
+
+async def plan_wecom(conn: Connection, notification_id: int, area_id: int, now: dt.datetime) -> None:
+    await conn.execute(WECOM_PLAN_SQL, notification_id, area_id, now)
+
+
+async def pending_cards(conn: Connection | Pool, area_id: int, notification_id: int | None = None,
+                        ) -> list[PendingCard]:
+    return [PendingCard(**dict(r)) for r in await conn.fetch(WECOM_PENDING_SQL, area_id, notification_id)]
 
 
 class PendingSms(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from gridrider.domain import notifications
 from gridrider.images.urls import signed_photo_path
 from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall, RetryAfter
+from gridrider.jobs.wecom import send_card
 from gridrider.logging import get_logger
 from gridrider.push.endpoints import b64url
 from gridrider.push.sender import PushReply, PushTarget, SubscriptionKeys
@@ -200,6 +201,9 @@ async def notify(call: JobCall) -> str:
         payload = notifications.message(context, image_url=_image_url(services, context))
         streamed = await _stream(services, conn, context, members, payload)
         texted, sms_retry = await _sms(services, conn, context, members)
+        carded, card_retry = await send_card(services, call.tx, conn, context)
+        sms_retry = sms_retry or card_retry
+        texted = f"{texted}, {carded}"
     if not pending:
         if sms_retry:
             raise RetryAfter(f"sms to retry ({texted})", 30.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gridrider.jobs import maintenance, notify, photos, pipeline
+from gridrider.jobs import maintenance, notify, photos, pipeline, wecom
 from gridrider.jobs.queue import DEFAULT_QUEUE, queue_for
 from gridrider.jobs.runner import DeadHandler, Handler
 
@@ -24,6 +24,7 @@ JOB_KINDS: dict[str, JobKind] = {
     "route_report_minimal": JobKind(pipeline.route_report_minimal),
     "normalise_photos": JobKind(photos.normalise_photos),
     "notify": JobKind(notify.notify, on_dead=notify.on_notify_dead),
+    "wecom_flush": JobKind(wecom.wecom_flush),
 }
 
 

@@ -8,6 +8,7 @@ from arq.cron import cron
 from arq.worker import Function, Worker, func
 
 from gridrider.channels.sms import sms_provider
+from gridrider.channels.wecom import WeComRobot
 from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
@@ -20,7 +21,7 @@ from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.jobs.runner import run_job_row
 from gridrider.push import build_push
-from gridrider.push.network import PushNetwork
+from gridrider.push.network import PUBLIC_INTERNET, PushNetwork
 from gridrider.services import Services
 
 
@@ -62,12 +63,13 @@ def build_worker(
     push = build_push(settings, push_network)  # before startup: a bad VAPID key fails the command at once
     # The same injected outbound network (tests only) reaches the SMS stand-in; None when SMS is off.
     sms = sms_provider(settings, push_network)
+    robot = WeComRobot(push_network or PUBLIC_INTERNET)
 
     async def startup(ctx: dict[str, Any]) -> None:
         pool = await create_pool(settings.database_url, min_size=1, max_size=max_jobs + 2)
         ctx["services"] = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or default_blob_store(settings), push=push, sms=sms,
+            blobs=blobs or default_blob_store(settings), push=push, sms=sms, wecom=robot,
         )
         if queue == PHOTOS_QUEUE:
             await SANDBOX.warm_up()
@@ -79,6 +81,7 @@ def build_worker(
         await push.aclose()
         if sms is not None:
             await sms.aclose()
+        await robot.aclose()
         await SANDBOX.close()
 
     functions = [_arq_function(kind, spec, settings) for kind, spec in JOB_KINDS.items() if queue_for(kind) == queue]
