@@ -109,3 +109,35 @@ async def test_escalation_texts_stop_at_the_daily_cap(
     skipped = await db.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'sms' AND state = 'skipped' "
                                 "AND last_error = 'daily SMS cap reached' AND member_id = $1", supervisor.member_id)
     assert skipped == 1
+
+
+async def test_a_notify_job_run_twice_texts_once(
+    client, login, settings, clock, db, redis, sms_service, vapid_pem, tmp_path,
+):
+    from gridrider.channels.sms import sms_provider
+    from gridrider.jobs.notify import notify
+    from gridrider.jobs.queue import transaction
+    from gridrider.jobs.runner import run_job_row
+
+    settings = sms_settings(settings, vapid_pem, tmp_path)
+    network = sms_service.network()
+    member = await login("grid_member", "13700008004", [GRID])
+    rider = await login("courier", "13900008004", [GRID])
+    start = clock.now()
+    assert (await client.post("/api/v1/reports", headers=rider.headers,
+                              files=files(meta(clock, category="exposed_live_wire", **HERE)))).status_code == 201
+    await run_burst(settings, clock, push_network=network)
+    clock.set(start + MINUTE * 15)
+    await tick(settings, clock, db, redis, network)
+    assert [m.phone for m in sms_service.accepted].count(member.phone) == 1
+    reminder = await db.fetchval("SELECT id FROM notifications WHERE event = 'life_safety_unaccepted'")
+    sms = sms_provider(settings, network)
+    services = Services(settings=settings, clock=clock, pool=db, redis=redis, blobs=None, sms=sms)
+    try:
+        for _ in range(2):  # the same notification's job again, as arq may deliver it
+            async with transaction(db, clock, None, max_attempts=3) as tx:
+                job = await tx.add_job("notify", {"notification_id": reminder})
+            await run_job_row(services, job.id, notify)
+    finally:
+        await sms.aclose()
+    assert [m.phone for m in sms_service.accepted].count(member.phone) == 1

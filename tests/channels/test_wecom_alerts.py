@@ -80,3 +80,27 @@ async def test_an_area_without_a_robot_is_skipped(client, login, settings, clock
     await run_burst(settings, clock, push_network=loopback_network(robots))
     assert robots.requests == 0
     assert await db.fetchval("SELECT count(*) FROM deliveries WHERE channel = 'wecom'") == 0
+
+
+async def test_a_notify_job_run_twice_posts_one_card(client, admin, login, settings, clock, db, redis, robots):
+    from gridrider.channels.wecom import WeComRobot
+    from gridrider.jobs.notify import notify
+    from gridrider.jobs.queue import transaction
+    from gridrider.jobs.runner import run_job_row
+
+    url = await _robot_for_grid(client, admin, robots)
+    rider = await login("courier", "13900009104", [GRID])
+    await _report(client, clock, rider, "garbage_pileup")
+    network = loopback_network(robots)
+    await run_burst(settings, clock, push_network=network)
+    notification = await db.fetchval("SELECT id FROM notifications WHERE event = 'incident_reached_grid'")
+    robot = WeComRobot(network)
+    services = Services(settings=settings, clock=clock, pool=db, redis=redis, blobs=None, wecom=robot)
+    try:
+        for _ in range(2):
+            async with transaction(db, clock, None, max_attempts=3) as tx:
+                job = await tx.add_job("notify", {"notification_id": notification})
+            await run_job_row(services, job.id, notify)
+    finally:
+        await robot.aclose()
+    assert len(robots.messages_for(url)) == 1
