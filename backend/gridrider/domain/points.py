@@ -277,14 +277,8 @@ async def provisional(conn: Connection, *, member_id: int) -> int:
     return total
 
 
-class LedgerEntry(msgspec.Struct, frozen=True):
-    id: int
-    reason: str
-    amount: int
-    created_at: dt.datetime
-    incident_id: int | None
-    cycle: int
-    note: str | None
+# One ledger row as the rider sees it (the database's own shape).
+LedgerEntry = db.LedgerEntryRow
 
 
 class PointsSummary(msgspec.Struct, frozen=True):
@@ -304,7 +298,7 @@ async def summary(conn: Connection, *, member_id: int, now: dt.datetime) -> Poin
     start, end = month_bounds(today.year, today.month)
     month_points, month_rows = await db.period_points(conn, member_id, start.date(), end.date())
     rank = await db.period_rank(conn, member_id, start.date(), end.date()) if month_rows else None
-    entries = [LedgerEntry(**msgspec.structs.asdict(r)) for r in await db.recent_ledger(conn, member_id, LEDGER_PAGE)]
+    entries = await db.recent_ledger(conn, member_id, LEDGER_PAGE)
     return PointsSummary(
         balance=await db.balance(conn, member_id), provisional=await provisional(conn, member_id=member_id),
         month=f"{today.year:04d}-{today.month:02d}", month_points=month_points, rank=rank, ledger=entries,
