@@ -19,27 +19,23 @@ Per phone number it can be told to answer: "ok", "throttled" (isv.BUSINESS_LIMIT
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hmac
 import ipaddress
 import json
 import re
-import ssl
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import h11
 
-from gridrider.bench.push_sink import make_test_ca_and_leaf
 from gridrider.push.network import PushNetwork
+from tests.tls_stand_in import TlsStandIn
 
 HOST_NAME = "dysmsapi.aliyuncs.com"
 TEST_ACCESS_KEY_ID = "LTAI5tTestOnlyKeyId"
@@ -85,16 +81,6 @@ class _Refusal(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _server_ssl_context(leaf_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory(prefix="aliyun-sms-") as tmp:  # load_cert_chain reads files only
-        leaf_path, key_path = Path(tmp, "leaf.pem"), Path(tmp, "leaf-key.pem")
-        leaf_path.write_bytes(leaf_pem)
-        key_path.write_bytes(key_pem)
-        ctx.load_cert_chain(leaf_path, key_path)
-    return ctx
-
-
 def _pop_percent_encode(text: str) -> str:
     # RFC 3986 unreserved characters stay; everything else is %XY of its UTF-8 bytes (so space is %20).
     return quote(text.encode("utf-8"), safe="-_.~")
@@ -111,61 +97,26 @@ def server_signature(method: str, params: Mapping[str, str], secret: str) -> str
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
-class AliyunSmsService:
+class AliyunSmsService(TlsStandIn):
     """Dysmsapi SendSms on 127.0.0.1 over TLS, verifying signatures, timestamps and nonces like the service."""
+
+    read_limit = READ_LIMIT
+    close_politely = False
 
     def __init__(self, *, access_keys: Mapping[str, str] | None = None, sign_name: str | None = None,
                  template_codes: frozenset[str] | None = None, host_name: str = HOST_NAME,
                  now: Callable[[], dt.datetime] | None = None) -> None:
-        self.host_name = host_name
-        self.port = 0
+        super().__init__(host_name)
         self.access_keys = dict(access_keys or {TEST_ACCESS_KEY_ID: TEST_ACCESS_KEY_SECRET})
         # None → any approved-looking sign name / template code is accepted.
         self.sign_name = sign_name
         self.template_codes = template_codes
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
-        self.requests = 0
         self.raw: list[RawRequest] = []
         self.accepted: list[AcceptedSms] = []
         self.refused: list[RefusedSms] = []
         self._nonces: set[str] = set()
         self._behaviours: dict[str, str] = {}
-        self._ca_pem: bytes | None = None
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> AliyunSmsService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        ca_pem, leaf_pem, key_pem = make_test_ca_and_leaf(self.host_name)
-        self._ca_pem = ca_pem
-        self._server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0,
-                                                  ssl=_server_ssl_context(leaf_pem, key_pem))
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    def client_ssl_context(self) -> ssl.SSLContext:
-        if self._ca_pem is None:
-            raise RuntimeError("AliyunSmsService.start() makes the CA; call it first")
-        return ssl.create_default_context(cadata=self._ca_pem.decode())
 
     def network(self, **overrides: Any) -> PushNetwork:
         """The test's Internet: the SMS host resolves to this server, loopback is allowed, its CA trusted."""
@@ -189,65 +140,15 @@ class AliyunSmsService:
 
     # -- HTTP ---------------------------------------------------------------------------------------
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        self._writers.add(writer)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            pass
-        except (h11.ProtocolError, ConnectionError, ssl.SSLError, OSError):
-            pass
-        finally:
-            writer.transport.abort()
-            self._connections.discard(task)
-            self._writers.discard(writer)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            request, body = await self._read_request(conn, reader)
-            if request is None:
-                return
-            self.requests += 1
-            raw = RawRequest(request.method.decode(), request.target.decode("latin-1"), list(request.headers), body)
-            self.raw.append(raw)
-            answer = self._handle(raw)
-            if answer is None:  # "hang": hold the request until the client gives up
-                while await reader.read(65536):
-                    pass
-                return
-            status, reply = answer
-            payload = json.dumps(reply, ensure_ascii=False).encode()
-            writer.write(conn.send(h11.Response(status_code=status, headers=[
-                ("content-type", "application/json;charset=utf-8"), ("content-length", str(len(payload)))])))
-            writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
-
-    @staticmethod
-    async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await reader.read(65536))
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > READ_LIMIT:
-                    return None, b""
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            else:
-                return None, b""
+    async def handle(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        raw = RawRequest(request.method.decode(), request.target.decode("latin-1"), list(request.headers), body)
+        self.raw.append(raw)
+        answer = self._handle(raw)
+        if answer is None:  # "hang": hold the request until the client gives up
+            return None
+        status, reply = answer
+        payload = json.dumps(reply, ensure_ascii=False).encode()
+        return status, [("content-type", "application/json;charset=utf-8")], payload
 
     def _handle(self, raw: RawRequest) -> tuple[int, dict[str, Any]] | None:
         request_id = str(uuid.uuid4()).upper()

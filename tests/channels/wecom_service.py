@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 import uuid
 from collections import deque
@@ -31,8 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from gridrider.bench.push_sink import make_test_ca_and_leaf
-from tests.push.push_service import _server_ssl_context
+from tests.tls_stand_in import TlsStandIn
 
 HOST_NAME = "qyapi.weixin.qq.com"
 PATH = "/cgi-bin/webhook/send"
@@ -60,55 +58,19 @@ class Answer:
     status: int = 200
 
 
-class WeComService:
+class WeComService(TlsStandIn):
     """qyapi.weixin.qq.com's robot webhook, on 127.0.0.1 over TLS."""
 
+    read_limit = READ_LIMIT
+
     def __init__(self, host_name: str = HOST_NAME, *, now: Callable[[], float] = time.monotonic) -> None:
-        self.host_name = host_name
-        self.port = 0
+        super().__init__(host_name)
         self.now = now  # the clock the 20-a-minute limit counts by (a test may move it)
         self.connections = 0
-        self.requests = 0
         self.answers: list[Answer] = []
         self._robots: dict[str, str] = {}  # key → behaviour
         self._messages: dict[str, list[Message]] = {}
         self._recent: dict[str, deque[float]] = {}
-        self._ca_pem: bytes | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> WeComService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        ca_pem, leaf_pem, key_pem = make_test_ca_and_leaf(self.host_name)
-        self._ca_pem = ca_pem
-        self._server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0,
-                                                  ssl=_server_ssl_context(leaf_pem, key_pem))
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    def client_ssl_context(self) -> ssl.SSLContext:
-        if self._ca_pem is None:
-            raise RuntimeError("WeComService.start() makes the CA; call it first")
-        return ssl.create_default_context(cadata=self._ca_pem.decode())
 
     # -- robots ---------------------------------------------------------------------------------------
 
@@ -139,50 +101,10 @@ class WeComService:
     # -- HTTP -----------------------------------------------------------------------------------------
 
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         self.connections += 1
-        self._tasks.add(task)
-        self._writers.add(writer)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            pass
-        except (h11.ProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
-            except (Exception, asyncio.CancelledError):
-                writer.transport.abort()
-            self._tasks.discard(task)
-            self._writers.discard(writer)
+        await super()._on_connection(reader, writer)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            request, body = await _read_request(conn, reader)
-            if request is None:
-                return
-            self.requests += 1
-            answer = self._handle(request, body)
-            if answer is None:  # "slow": hold the request until the client gives up
-                while await reader.read(65536):
-                    pass
-                return
-            status, headers, payload = answer
-            headers = [*headers, ("content-length", str(len(payload)))]
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-            if payload:
-                writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
-
-    def _handle(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    async def handle(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers}
         target = urlsplit(request.target.decode("latin-1"))
         if request.method != b"POST" or target.path != PATH:
@@ -192,7 +114,7 @@ class WeComService:
         behaviour = self._robots.get(key or "")
         if key is None or behaviour is None:
             return self._wecom(key, 93000, "invalid webhook url, hint: [local stand-in]")
-        if behaviour == "slow":
+        if behaviour == "slow":  # hold the request until the client gives up
             return None
         if behaviour == "error500":
             return self._http(key, 500)
@@ -236,23 +158,3 @@ class WeComService:
               headers: list[tuple[str, str]] | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
         self.answers.append(Answer(key, None, f"HTTP {status}", status))
         return status, headers or [], b""
-
-
-async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request | None, bytes]:
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await reader.read(65536))
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > READ_LIMIT:
-                return None, b""
-        elif isinstance(event, h11.EndOfMessage):
-            return request, bytes(body)
-        else:
-            return None, b""

@@ -12,12 +12,9 @@ import binascii
 import json
 import re
 import secrets
-import ssl
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import h11
@@ -26,7 +23,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gridrider.bench.push_sink import make_test_ca_and_leaf
+from tests.tls_stand_in import TlsStandIn
 
 BEHAVIOURS = frozenset({
     "ok", "gone404", "gone410", "too_large", "rate_limited", "error500", "unauthorized401",
@@ -85,59 +82,23 @@ class _Refusal(Exception):
         self.reason = reason
 
 
-class PushService:
+class PushService(TlsStandIn):
     """A push service on 127.0.0.1 over TLS that behaves like FCM/Mozilla for our sender."""
 
+    read_limit = READ_LIMIT
+    backlog = 4096
+
     def __init__(self, host_name: str = "push.gridrider.test") -> None:
-        self.host_name = host_name
+        super().__init__(host_name)
         self.origin = f"https://{host_name}"
-        self.port = 0
         self.received: list[Received] = []
         self.rejected: list[Rejected] = []
-        self.requests = 0
         self._subscriptions: dict[str, _Subscription] = {}
-        self._ca_pem: bytes | None = None
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def __aenter__(self) -> PushService:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        ca_pem, leaf_pem, key_pem = make_test_ca_and_leaf(self.host_name)
-        ctx = _server_ssl_context(leaf_pem, key_pem)
-        self._ca_pem = ca_pem
-        self._server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0, ssl=ctx, backlog=4096)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        # Abort, not close: a TLS close waits up to 30 s for the client's close_notify from idle keep-alive clients.
-        for writer in list(self._writers):
-            writer.transport.abort()
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
 
     def drop_connections(self) -> None:
         """Close every open connection, as a push service does with idle keep-alive ones."""
         for writer in list(self._writers):
             writer.transport.abort()
-
-    def client_ssl_context(self) -> ssl.SSLContext:
-        if self._ca_pem is None:
-            raise RuntimeError("PushService.start() makes the CA; call it first")
-        return ssl.create_default_context(cadata=self._ca_pem.decode())
 
     # -- subscriptions ------------------------------------------------------------------------------
 
@@ -189,67 +150,9 @@ class PushService:
 
     # -- HTTP ---------------------------------------------------------------------------------------
 
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        self._writers.add(writer)
-        try:
-            await self._serve(reader, writer)
-        except asyncio.CancelledError:
-            pass  # stop() cancels; asyncio 3.11 would log a cancelled connection task as an error
-        except (h11.ProtocolError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, OSError):
-            pass  # malformed HTTP or a vanished client: the connection just ends
-        finally:
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), 2)
-            except (Exception, asyncio.CancelledError):
-                writer.transport.abort()  # a client that never answers the TLS close_notify
-            self._connections.discard(task)
-            self._writers.discard(writer)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            request, body = await self._read_request(conn, reader)
-            if request is None:
-                return
-            self.requests += 1
-            answer = self._handle(request, body)
-            if answer is None:  # "slow": hold the request until the client gives up
-                while await reader.read(65536):
-                    pass
-                return
-            status, headers = answer
-            headers = [*headers, ("content-length", "0")]
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
-
-    @staticmethod
-    async def _read_request(conn: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await reader.read(65536)
-                conn.receive_data(data)
-                continue
-            if isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > READ_LIMIT:
-                    return None, b""
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            else:  # ConnectionClosed, PAUSED
-                return None, b""
+    async def handle(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        answer = self._handle(request, body)
+        return None if answer is None else (*answer, b"")  # "slow" (None): hold the request
 
     def _handle(self, request: h11.Request, body: bytes) -> tuple[int, list[tuple[str, str]]] | None:
         headers: dict[str, str] = {}
@@ -350,17 +253,6 @@ class PushService:
             return http_ece.decrypt(body, private_key=sub.private_key, auth_secret=sub.auth_secret, version="aes128gcm")
         except Exception as exc:  # http_ece raises ECEException, struct.error, InvalidTag, ValueError…
             raise _Refusal(400, f"payload does not decrypt as aes128gcm for this subscription: {exc!r}") from exc
-
-
-def _server_ssl_context(leaf_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    # load_cert_chain reads files only; they are needed just for this call.
-    with tempfile.TemporaryDirectory(prefix="push-service-") as tmp:
-        leaf_path, key_path = Path(tmp, "leaf.pem"), Path(tmp, "leaf-key.pem")
-        leaf_path.write_bytes(leaf_pem)
-        key_path.write_bytes(key_pem)
-        ctx.load_cert_chain(leaf_path, key_path)
-    return ctx
 
 
 def _json_or_none(plaintext: bytes) -> Any:
