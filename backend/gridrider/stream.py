@@ -1,6 +1,6 @@
 """The live stream: a member's notifications to their open app, through Redis pub/sub (DESIGN.md §5).
 
-The `notify` job publishes each notification to `gridrider:stream:member:<id>` for every member of
+The `notify` job publishes each notification to `gridrider:<db>:stream:member:<id>` for every member of
 its audience (and records a `stream` delivery); any API process serving that member's
 `GET /api/v1/events` passes it on as a Server-Sent Event whose id is the notification id. An app that
 reconnects sends `Last-Event-ID` and gets what it missed from the database, so a Redis outage or a
@@ -25,8 +25,11 @@ HEARTBEAT_S = 15.0
 REPLAY_LIMIT = 200
 
 
-def channel_of(member_id: int) -> str:
-    return f"gridrider:stream:member:{member_id}"
+def channel_of(redis: Redis, member_id: int) -> str:
+    """Pub/sub channels are server-wide, not per database: the database number keeps two deployments
+    (or two test workers) sharing one Redis server from hearing each other's members."""
+    database = redis.connection_pool.connection_kwargs.get("db", 0)
+    return f"gridrider:{database}:stream:member:{member_id}"
 
 
 def frame(notification_id: int, event: str, data: dict[str, Any]) -> str:
@@ -42,7 +45,7 @@ async def publish(redis: Redis | None, member_ids: list[int], message: str) -> l
     try:
         async with redis.pipeline(transaction=False) as pipe:
             for member_id in member_ids:
-                pipe.publish(channel_of(member_id), message)
+                pipe.publish(channel_of(redis, member_id), message)
             await pipe.execute()
         reached = list(member_ids)
     except (RedisError, OSError) as exc:
@@ -59,7 +62,7 @@ async def live_frames(redis: Redis, member_id: int, *, replay: AsyncIterator[str
     id was already replayed is skipped.
     """
     pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(channel_of(member_id))
+    await pubsub.subscribe(channel_of(redis, member_id))
     last_id = 0
     try:
         yield "retry: 3000\n\n"  # reconnect after 3 s
