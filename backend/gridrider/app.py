@@ -28,6 +28,7 @@ from gridrider.api.problems import EXCEPTION_HANDLERS
 from gridrider.api.push import PushController
 from gridrider.api.ratelimit import RateLimiter
 from gridrider.api.reports import ReportController
+from gridrider.api.review import ReviewController
 from gridrider.api.rewards import RewardController
 from gridrider.api.webhooks import WebhookController
 from gridrider.clock import Clock, SystemClock
@@ -44,7 +45,7 @@ API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
     CalendarController, EventController, ChannelController, WebhookController,
-    RewardController,
+    RewardController, ReviewController,
 ]
 
 

@@ -246,6 +246,19 @@ async def on_appeal_upheld(conn: Connection, *, incident_id: int, cycle: int, no
                      source_id=row.id, cycle=0, now=now, note=f"appeal upheld (cycle {cycle})")
 
 
+async def release_flag(conn: Connection, *, flag_id: int, member_id: int, amount: int, now: dt.datetime) -> int:
+    """`flag_release`: pay a cleared flag's withheld amount (source the flag, cycle 0, outside the cap).
+
+    The caller holds the member's advisory lock (db.lock_members). Idempotent through the ledger's
+    UNIQUE key; the amount paid (0 when nothing was written).
+    """
+    if amount <= 0:
+        return 0
+    written = await _write(conn, member_id=member_id, reason="flag_release", amount=amount, source_kind="flag",
+                           source_id=flag_id, cycle=0, now=now, note=f"flag {flag_id} cleared")
+    return amount if written is not None else 0
+
+
 # ── reading ───────────────────────────────────────────────────────────────────────────────────────
 
 

@@ -7,7 +7,7 @@ import asyncio
 from gridrider.db import incidents as db_incidents
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.pool import Connection
-from gridrider.domain import incidents
+from gridrider.domain import gaming, incidents
 from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.domain.routing import AreaIndex
 from gridrider.jobs.notify import enqueue_notify
@@ -53,6 +53,8 @@ async def _route(call: JobCall, *, merge: bool) -> str:
         await enqueue_notify(call.tx, notification_id)
     # If the photos were hashed first, their reuse check was waiting for the incident.
     await flag_reused_report_photos(conn, report_id=report_id, now=call.services.clock.now())
+    # Anti-gaming checks (impossible travel, capture clock, bursts): flags withhold the report's points.
+    await gaming.detect(conn, report_id=report_id, now=call.services.clock.now())
     if outcome.merged:
         return f"merged into incident {outcome.incident_id}"
     return f"new incident {outcome.incident_id} ({outcome.route})"
