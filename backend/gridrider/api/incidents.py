@@ -36,7 +36,9 @@ NEARBY_RADIUS_M = 300
 STATES = ("unrouted", "dispatched", "accepted", "resolved", "closed", "rejected", "merged")
 
 
-class IncidentItem(msgspec.Struct, frozen=True):
+class IncidentSummary(msgspec.Struct, frozen=True):
+    """What the inbox and the full view both show of an incident."""
+
     id: int
     category: str
     category_zh: str
@@ -51,8 +53,11 @@ class IncidentItem(msgspec.Struct, frozen=True):
     area_zh: str | None
     stage_due_at: dt.datetime | None
     seconds_left: int | None  # negative once overdue
-    overdue: bool
     complex_state: str
+
+
+class IncidentItem(IncidentSummary, frozen=True):
+    overdue: bool
 
 
 class IncidentPage(msgspec.Struct, frozen=True):
@@ -105,26 +110,11 @@ class StageView(msgspec.Struct, frozen=True):
     overdue_at: dt.datetime | None
 
 
-class IncidentDetail(msgspec.Struct, frozen=True):
-    id: int
-    category: str
-    category_zh: str
-    category_en: str
-    life_safety: bool
-    state: str
-    cycle: int
-    lat: float
-    lon: float
-    area_code: str | None
-    area_zh: str | None
-    report_count: int
-    complex_state: str
+class IncidentDetail(IncidentSummary, frozen=True):
     complex_reason: str | None
     reject_reason: str | None
     appeal_state: str
     merged_into_id: int | None
-    stage_due_at: dt.datetime | None
-    seconds_left: int | None
     stages: list[StageView]
     reports: list[ReportView]
     photos: list[PhotoLink]
