@@ -26,6 +26,7 @@ from gridrider.api.members import EnrolmentController, MeController, MemberContr
 from gridrider.api.points import PointsController
 from gridrider.api.problems import EXCEPTION_HANDLERS
 from gridrider.api.push import PushController
+from gridrider.api.rankings import RankingController
 from gridrider.api.ratelimit import RateLimiter
 from gridrider.api.reports import ReportController
 from gridrider.api.review import ReviewController
@@ -45,7 +46,7 @@ API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
     CalendarController, EventController, ChannelController, WebhookController,
-    RewardController, ReviewController,
+    RewardController, ReviewController, RankingController,
 ]
 
 

@@ -13,11 +13,13 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from gridrider.db import areas as db_areas
 from gridrider.db import members as db_members
 from gridrider.db.members import MemberRow
+from gridrider.db.pool import Connection, Pool
 from gridrider.domain.enrolment import SESSION_LIFETIME
 from gridrider.domain.secrets import keyed_hash
-from gridrider.errors import Forbidden, Unauthorized
+from gridrider.errors import Forbidden, NotFound, Unauthorized
 from gridrider.services import Services
 
 # Sliding expiry without a write on every request: extend at most once an hour.
@@ -72,3 +74,15 @@ async def provide_me(request: Request[Any, Any, Any]) -> MemberRow:
 def subtree_paths(member: MemberRow) -> list[str] | None:
     """The area subtrees a member may see: None (everything) for admins; their own areas otherwise."""
     return None if member.role == "admin" else list(member.area_paths)
+
+
+async def scope_paths(conn: Connection | Pool, member: MemberRow, code: str | None) -> list[str] | None:
+    """The subtrees a read covers: the member's own (`subtree_paths`), or with `code` that one area's
+    subtree — which must lie inside theirs. Unknown and foreign areas are the same 404, so a scope
+    parameter cannot probe which areas exist elsewhere."""
+    if code is None:
+        return subtree_paths(member)
+    found = await db_areas.areas_in_subtrees(conn, [code], subtree_paths(member))
+    if not found:
+        raise NotFound(f"area {code!r} is not in the caller's subtree")
+    return [found[0].path]

@@ -314,26 +314,19 @@ SELECT coalesce(sum(amount), 0) AS points, count(*) AS rows
 FROM points_ledger
 WHERE member_id = $1 AND counts_toward_ranking AND reason <> 'redemption' AND local_day >= $2 AND local_day < $3
 """
-# Among couriers who share any area with the member (every courier when the member has none);
-# 1 + the number of those with strictly more points; NULL when the member has no row in the period.
+# The rider's rank in the month among the riders of their own areas' subtrees (every rider when they
+# have none): 1 + those with strictly more points, from the same ranking_totals the rankings page
+# reads (migration 0008), so the strip on the phone and the ranking page agree. NULL when unranked.
 RANK_SQL = """
-WITH mine AS (SELECT area_id FROM member_areas WHERE member_id = $1),
-peers AS (
-    SELECT m.id FROM members m
-    WHERE m.role = 'courier'
-      AND (NOT EXISTS (SELECT 1 FROM mine)
-           OR EXISTS (SELECT 1 FROM member_areas ma
-                      WHERE ma.member_id = m.id AND ma.area_id IN (SELECT area_id FROM mine)))
-),
-totals AS (
-    SELECT l.member_id, sum(l.amount) AS points
-    FROM points_ledger l
-    WHERE l.member_id IN (SELECT id FROM peers) AND l.counts_toward_ranking AND l.reason <> 'redemption'
-      AND l.local_day >= $2 AND l.local_day < $3
-    GROUP BY l.member_id
+WITH mine AS (
+    SELECT t.points, ARRAY(SELECT a.path FROM member_areas ma JOIN areas a ON a.id = ma.area_id
+                           WHERE ma.member_id = t.member_id) AS paths
+    FROM ranking_totals t WHERE t.period = $2 AND t.member_id = $1 AND t.ranked
 )
-SELECT 1 + (SELECT count(*) FROM totals t WHERE t.points > own.points)
-FROM totals own WHERE own.member_id = $1
+SELECT 1 + (SELECT count(*) FROM ranking_totals t
+            WHERE t.period = $2 AND t.ranked AND t.points > mine.points
+              AND (cardinality(mine.paths) = 0 OR t.area_prefixes && mine.paths))
+FROM mine
 """
 
 
@@ -346,8 +339,9 @@ async def period_points(conn: Connection | Pool, member_id: int, start: dt.date,
     return int(row["points"]), int(row["rows"])
 
 
-async def period_rank(conn: Connection | Pool, member_id: int, start: dt.date, end: dt.date) -> int | None:
-    return await conn.fetchval(RANK_SQL, member_id, start, end)
+async def month_rank(conn: Connection | Pool, member_id: int, month: str) -> int | None:
+    """`month` as ranking_totals keys it: YYYY-MM."""
+    return await conn.fetchval(RANK_SQL, member_id, month)
 
 
 class LedgerEntryRow(msgspec.Struct, frozen=True):

@@ -299,7 +299,7 @@ class PointsSummary(msgspec.Struct, frozen=True):
     provisional: int
     month: str  # YYYY-MM, Asia/Shanghai
     month_points: int
-    # 1 = best among couriers sharing an area with the member (all couriers if they have none);
+    # 1 = best among the riders of the member's own areas' subtrees (every rider if they have none);
     # None when the member has no ranking row this month.
     rank: int | None
     ledger: list[LedgerEntry]
@@ -310,9 +310,10 @@ async def summary(conn: Connection, *, member_id: int, now: dt.datetime) -> Poin
     today = local_day(now)
     start, end = month_bounds(today.year, today.month)
     month_points, month_rows = await db.period_points(conn, member_id, start.date(), end.date())
-    rank = await db.period_rank(conn, member_id, start.date(), end.date()) if month_rows else None
+    month = f"{today.year:04d}-{today.month:02d}"
+    rank = await db.month_rank(conn, member_id, month) if month_rows else None
     entries = await db.recent_ledger(conn, member_id, LEDGER_PAGE)
     return PointsSummary(
         balance=await db.balance(conn, member_id), provisional=await provisional(conn, member_id=member_id),
-        month=f"{today.year:04d}-{today.month:02d}", month_points=month_points, rank=rank, ledger=entries,
+        month=month, month_points=month_points, rank=rank, ledger=entries,
     )
