@@ -85,6 +85,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     orphan_blob_age_s: int = 3600
     # Days a finished job row is kept before pruning.
     done_job_retention_days: int = 7
+    # Anti-gaming `pair_collusion` (one grid member accepting most of one rider's reports, fast): the
+    # share of the rider's reports in the window that member accepted, at or above which it is suspect.
+    pair_collusion_min_share: float = 0.6
+    # …counted only once the rider has at least this many reports in the window (fewer says nothing).
+    pair_collusion_min_reports: int = 10
+    # …over the reports received in this many days before the accept.
+    pair_collusion_window_days: int = 30
+    # …and only when the median time from the report's receipt to that member's accept is at most this.
+    pair_collusion_max_median_s: int = 120
 
 
 # name in the environment → (field, parser)
@@ -118,6 +127,10 @@ _ENV = {
     "GRIDRIDER_MAX_BODY_BYTES": "max_body_bytes",
     "GRIDRIDER_ORPHAN_BLOB_AGE_S": "orphan_blob_age_s",
     "GRIDRIDER_DONE_JOB_RETENTION_DAYS": "done_job_retention_days",
+    "GRIDRIDER_PAIR_COLLUSION_MIN_SHARE": "pair_collusion_min_share",
+    "GRIDRIDER_PAIR_COLLUSION_MIN_REPORTS": "pair_collusion_min_reports",
+    "GRIDRIDER_PAIR_COLLUSION_WINDOW_DAYS": "pair_collusion_window_days",
+    "GRIDRIDER_PAIR_COLLUSION_MAX_MEDIAN_S": "pair_collusion_max_median_s",
 }
 ENV_NAME_OF_FIELD = {field: env for env, field in _ENV.items()}
 # A secret may also be given as a path in NAME_FILE (Docker/Kubernetes secrets).
@@ -266,6 +279,21 @@ def _parse(name: str, field: str, raw: str) -> object:
             return tuple(pairs)
         case "sms_daily_cap":
             return _positive_int(name, raw, low=0, high=1000)
+        case "pair_collusion_min_share":
+            try:
+                share = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}: expected a fraction such as 0.6, got {raw!r}") from None
+            # 0 would flag every pair and above 1 none: both are mistakes, not policies.
+            if not 0 < share <= 1:
+                raise SettingsError(f"{name}: must be above 0 and at most 1, got {raw}")
+            return share
+        case "pair_collusion_min_reports":
+            return _positive_int(name, raw, high=10_000)
+        case "pair_collusion_window_days":
+            return _positive_int(name, raw, high=365)
+        case "pair_collusion_max_median_s":
+            return _positive_int(name, raw, high=86_400)
         case "host":
             return raw
         case "publish_schema":

@@ -19,7 +19,7 @@ from gridrider.db import incident_views
 from gridrider.db import reports as db_reports
 from gridrider.db.calendar import work_calendar
 from gridrider.db.members import MemberRow
-from gridrider.domain import incident_actions, verification
+from gridrider.domain import gaming, incident_actions, verification
 from gridrider.domain.geo import cell_of, haversine_m
 from gridrider.domain.incident_actions import ActionBody
 from gridrider.domain.incidents import cells_within
@@ -324,7 +324,8 @@ class IncidentController(Controller):
             raise NotFound()
         calendar = await work_calendar(tx.conn) if action == "approve_complex" else None
         done = await incident_actions.act(tx.conn, action=action, caller=me, incident_id=incident_id,
-                                          body=data or ActionBody(), now=services.clock.now(), calendar=calendar)
+                                          body=data or ActionBody(), now=services.clock.now(), calendar=calendar,
+                                          pair_collusion=gaming.PairCollusionRule.of(services.settings))
         for notification_id in done.notifications:
             await enqueue_notify(tx, notification_id)
         i = done.incident

@@ -98,6 +98,81 @@ async def insert_burst_flag(conn: Connection, *, report: ReportForGaming, eviden
                                report.received_at, now)
 
 
+# `pair_collusion`, judged when a grid member accepts an incident ($1 the incident, $2 the member,
+# window ($3, $4] of receipt times, $4 = now). For each courier with a report in the incident: their
+# earliest report there (the one that earns, in capture order), and over all their reports received in
+# the window, how many exist and how many were accepted by this member, with the median seconds from
+# receipt to that accept. A report counts as accepted by whoever made the first `accept` of its
+# incident at or after the report arrived (the accept that answered it; a report merged into an
+# incident accepted earlier was answered by nobody). The current accept is already an event in the
+# caller's transaction, so it counts. Report reads go through reports_reporter_received_idx.
+PAIR_STATS_SQL = """
+WITH riders AS (
+    SELECT DISTINCT ON (r.reporter_id) r.reporter_id, r.id AS report_id
+    FROM reports r JOIN members m ON m.id = r.reporter_id
+    WHERE r.incident_id = $1 AND m.role = 'courier'
+    ORDER BY r.reporter_id, r.captured_at, r.received_at, r.id
+)
+SELECT riders.reporter_id AS rider_id, riders.report_id,
+       count(w.id) AS reports,
+       count(*) FILTER (WHERE a.actor_id = $2) AS accepted,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM a.occurred_at - w.received_at)::double precision)
+           FILTER (WHERE a.actor_id = $2) AS median_s
+FROM riders
+LEFT JOIN reports w ON w.reporter_id = riders.reporter_id AND w.received_at > $3 AND w.received_at <= $4
+LEFT JOIN LATERAL (
+    SELECT e.actor_id, e.occurred_at FROM incident_events e
+    WHERE e.incident_id = w.incident_id AND e.kind = 'accept' AND e.occurred_at >= w.received_at
+      AND e.occurred_at <= $4
+    ORDER BY e.occurred_at, e.id
+    LIMIT 1) a ON true
+GROUP BY riders.reporter_id, riders.report_id
+ORDER BY riders.reporter_id
+"""
+# One open pair_collusion flag per (rider, grid member): none while one for the pair is still open.
+INSERT_PAIR_FLAG_SQL = """
+INSERT INTO flags (kind, member_id, report_id, incident_id, evidence, created_at)
+SELECT 'pair_collusion', $1, $2, $3, $4, $6
+WHERE NOT EXISTS (
+    SELECT 1 FROM flags f
+    WHERE f.kind = 'pair_collusion' AND f.member_id = $1 AND f.state = 'open'
+      AND (f.evidence->>'grid_member_id')::bigint = $5)
+RETURNING id
+"""
+# Serialises the check-then-insert above for one pair, so two accepts committing at once cannot both
+# raise it. Its own key: nothing else takes it, so it cannot deadlock with the report pipeline's locks.
+PAIR_LOCK_SQL = """
+SELECT pg_advisory_xact_lock(hashtextextended('gaming:pair:' || $1::bigint || ':' || $2::bigint, 0))
+"""
+PSEUDONYM_SQL = "SELECT pseudonym FROM members WHERE id = $1"
+
+
+class PairStats(msgspec.Struct, frozen=True):
+    rider_id: int
+    report_id: int  # the rider's earliest report in the accepted incident, the one its points are for
+    reports: int  # the rider's reports received in the window
+    accepted: int  # …of which this grid member accepted
+    median_s: float | None  # median receipt → accept seconds over those; None when there are none
+
+
+async def pair_stats(conn: Connection, *, incident_id: int, grid_member_id: int, start: dt.datetime,
+                     now: dt.datetime) -> list[PairStats]:
+    rows = await conn.fetch(PAIR_STATS_SQL, incident_id, grid_member_id, start, now)
+    return [PairStats(**r) for r in rows]
+
+
+async def insert_pair_flag(conn: Connection, *, rider_id: int, report_id: int, incident_id: int,
+                           grid_member_id: int, evidence: dict[str, Any], now: dt.datetime) -> int | None:
+    """The new flag's id, or None while the pair already has an open one."""
+    await conn.execute(PAIR_LOCK_SQL, rider_id, grid_member_id)
+    return await conn.fetchval(INSERT_PAIR_FLAG_SQL, rider_id, report_id, incident_id, evidence, grid_member_id,
+                               now)
+
+
+async def pseudonym_of(conn: Connection, member_id: int) -> str | None:
+    return await conn.fetchval(PSEUDONYM_SQL, member_id)
+
+
 # ── review ────────────────────────────────────────────────────────────────────────────────────────
 
 

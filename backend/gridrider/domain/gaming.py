@@ -14,6 +14,17 @@ report's points (no row; the amount recorded on the flag) while the flag is open
 - `burst`: more than BURST_LIMIT reports by the rider in the hour ending at this report's
   received_at; one flag per rider per hour (the SQL dedupes on the window's end).
 
+`pair_collusion` is judged elsewhere: when a grid member accepts an incident, in the accept's
+transaction (detect_pair_collusion, called by incident_actions before points.on_accept). For each
+courier with a report in the incident, over the courier's reports received in the window before now:
+at least `min_reports` of them, this member accepted at least `min_share` of them, and the median time
+from receipt to that member's accept is at most `max_median_s` — a member who takes one rider's
+reports faster and more often than chance would have it (thresholds in Settings, see PairCollusionRule).
+The flag names the rider (member_id), their earliest report in the incident and the incident, so the
+points that accept pays for it are withheld like any report flag's; the accept itself goes through.
+One open flag per (rider, grid member): while it is open the pair is under review and is not flagged
+again.
+
 A decision (review API): `clear` pays what was withheld — a `flag_release` row for the recorded
 amount, or, when nothing was recorded yet, a normal award of the incident (award_ready_reports);
 `confirm` pays nothing and reverses what the report already earned (a flag raised after payment).
@@ -23,9 +34,13 @@ The decision, its reason and the amounts are kept on the flag (evidence.decision
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from gridrider.clock import local_day
+from gridrider.config import Settings
 from gridrider.db import gaming as db
 from gridrider.db import points as db_points
 from gridrider.db.pool import Connection
@@ -54,7 +69,32 @@ BURST_LIMIT = 30
 # The window `burst` counts over (ending at the report's received_at), also its dedupe period.
 BURST_WINDOW = dt.timedelta(hours=1)
 
-KINDS = ("impossible_travel", "capture_clock", "burst")
+KINDS = ("impossible_travel", "capture_clock", "burst", "pair_collusion")
+
+
+class PairCollusionRule(msgspec.Struct, frozen=True, kw_only=True):
+    """The `pair_collusion` thresholds, from Settings (GRIDRIDER_PAIR_COLLUSION_*)."""
+
+    min_share: float
+    min_reports: int
+    window: dt.timedelta
+    max_median_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> PairCollusionRule:
+        return cls(min_share=settings.pair_collusion_min_share, min_reports=settings.pair_collusion_min_reports,
+                   window=dt.timedelta(days=settings.pair_collusion_window_days),
+                   max_median_s=float(settings.pair_collusion_max_median_s))
+
+    def suspects(self, stats: db.PairStats) -> bool:
+        # The share in decimal so "at least 60 %" of 10 is exactly 6 (0.6 × n in binary can land just above).
+        return (stats.reports >= self.min_reports
+                and stats.accepted >= Decimal(str(self.min_share)) * stats.reports
+                and stats.median_s is not None and stats.median_s <= self.max_median_s)
+
+
+# The settings' defaults, for callers that pass no Settings (the thresholds have one home: config.py).
+DEFAULT_PAIR_COLLUSION = PairCollusionRule.of(Settings())
 
 
 def travel_speed_kmh(distance_m: float, seconds: float) -> float | None:
@@ -108,6 +148,40 @@ async def detect(conn: Connection, *, report_id: int, now: dt.datetime) -> list[
     for flag_id in flags:
         log.info("gaming.flagged", flag_id=flag_id, report_id=report.id, member_id=report.reporter_id)
     return flags
+
+
+async def detect_pair_collusion(conn: Connection, *, incident_id: int, grid_member_id: int, now: dt.datetime,
+                                rule: PairCollusionRule = DEFAULT_PAIR_COLLUSION) -> list[int]:
+    """Judge each courier of the incident the member has just accepted; the new flags' ids.
+
+    Call after the accept's state change and `accept` event and before points.on_accept, in the same
+    transaction, so the points that accept would pay are withheld on the new flag. Never raises for a
+    suspect pair: the hazard is handled whatever the verdict.
+    """
+    start = now - rule.window
+    raised: list[int] = []
+    pseudonym: str | None = None
+    for stats in await db.pair_stats(conn, incident_id=incident_id, grid_member_id=grid_member_id, start=start,
+                                     now=now):
+        if not rule.suspects(stats):
+            continue
+        assert stats.median_s is not None
+        if pseudonym is None:
+            pseudonym = await db.pseudonym_of(conn, grid_member_id)
+        evidence = {"grid_member_id": grid_member_id, "grid_member_pseudonym": pseudonym,
+                    "reports_in_window": stats.reports, "accepted_by_member": stats.accepted,
+                    "share": round(stats.accepted / stats.reports, 3), "median_s": round(stats.median_s, 1),
+                    "window_start": start.isoformat(), "window_end": now.isoformat(),
+                    "window_days": rule.window / dt.timedelta(days=1), "min_share": rule.min_share,
+                    "min_reports": rule.min_reports, "max_median_s": rule.max_median_s}
+        flag_id = await db.insert_pair_flag(conn, rider_id=stats.rider_id, report_id=stats.report_id,
+                                            incident_id=incident_id, grid_member_id=grid_member_id,
+                                            evidence=evidence, now=now)
+        if flag_id is not None:
+            log.info("gaming.flagged", flag_id=flag_id, kind="pair_collusion", report_id=stats.report_id,
+                     member_id=stats.rider_id, grid_member_id=grid_member_id)
+            raised.append(flag_id)
+    return raised
 
 
 # ── decisions ─────────────────────────────────────────────────────────────────────────────────────

@@ -16,7 +16,7 @@ import msgspec
 from gridrider.db import workflow as db_workflow
 from gridrider.db.members import MemberRow
 from gridrider.db.pool import Connection
-from gridrider.domain import notifications, points
+from gridrider.domain import gaming, notifications, points
 from gridrider.domain.workdays import WorkCalendar
 from gridrider.domain.workflow import (
     MAX_GRID_TRANSFERS_PER_CYCLE,
@@ -122,8 +122,12 @@ async def _to_reporters(conn: Connection, incident_id: int, event: str, payload:
 
 async def act(conn: Connection, *, action: str, caller: MemberRow, incident_id: int, body: ActionBody,
               now: dt.datetime, calendar: WorkCalendar | None = None,
-              proof_photo_ids: list[int] | None = None) -> Done:
-    """Carry out `action`; the caller's transaction enqueues `notify` for the returned notifications."""
+              proof_photo_ids: list[int] | None = None,
+              pair_collusion: gaming.PairCollusionRule = gaming.DEFAULT_PAIR_COLLUSION) -> Done:
+    """Carry out `action`; the caller's transaction enqueues `notify` for the returned notifications.
+
+    `pair_collusion`: the anti-gaming thresholds an accept is judged by (gaming.PairCollusionRule.of(settings)).
+    """
     if action not in TRANSITIONS:
         raise NotFound()
     if not allowed_states(action, caller.role):
@@ -133,7 +137,8 @@ async def act(conn: Connection, *, action: str, caller: MemberRow, incident_id: 
     if await actor.visible(conn, incident_id) is None:
         raise NotFound()
     handler = _HANDLERS[action]
-    return await handler(conn, actor, incident_id, body, now, calendar=calendar, proof_photo_ids=proof_photo_ids)
+    return await handler(conn, actor, incident_id, body, now, calendar=calendar, proof_photo_ids=proof_photo_ids,
+                         pair_collusion=pair_collusion)
 
 
 async def _dispatch(conn, actor, incident_id, body, now, **_):
@@ -157,10 +162,14 @@ async def _grid(conn, actor: Actor, body: ActionBody, *, within_scope: bool) -> 
     return grid
 
 
-async def _accept(conn, actor, incident_id, body, now, **_):
+async def _accept(conn, actor, incident_id, body, now, pair_collusion=gaming.DEFAULT_PAIR_COLLUSION, **_):
     incident = await _transition(conn, actor, "accept", incident_id, now, params=[now + RESOLVE_WITHIN],
                                  sets="state = 'accepted', accepted_at = $4, resolve_due_at = $5")
     await _event(conn, incident, "accept", actor, now)
+    # After the event (this accept is one of those counted) and before points, so a flag raised here
+    # withholds what this accept pays; the accept itself stands whatever the verdict.
+    await gaming.detect_pair_collusion(conn, incident_id=incident_id, grid_member_id=actor.member.id, now=now,
+                                       rule=pair_collusion)
     await points.on_accept(conn, incident_id=incident_id, now=now)
     return Done(incident, await _to_reporters(conn, incident_id, notifications.REPORT_ACCEPTED, {}, now))
 
