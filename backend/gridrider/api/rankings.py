@@ -77,6 +77,7 @@ class RiderRankingOut(msgspec.Struct, frozen=True):
     items: list[RiderRankOut]
     me: RiderRankOut | None
     next_cursor: str | None
+    figures_refreshed_at: dt.datetime | None  # report figures are refreshed every minute; points are live
 
 
 def _encode_cursor(after: tuple[int, int] | None) -> str | None:
@@ -123,5 +124,5 @@ class RankingController(Controller):
             period=result.period, start=result.start, end=result.end, scope=area, ranked=result.ranked,
             items=[RiderRankOut.of(r, staff=staff) for r in result.items],
             me=RiderRankOut.of(result.me, staff=staff) if result.me else None,
-            next_cursor=_encode_cursor(result.next_cursor),
+            next_cursor=_encode_cursor(result.next_cursor), figures_refreshed_at=result.figures_refreshed_at,
         )

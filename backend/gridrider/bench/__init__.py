@@ -6,11 +6,13 @@ DATABASE_URL / REDIS_URL when set, else the embedded servers in a throw-away dat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import platform
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -74,6 +76,38 @@ def bench_runtime(*, prefix: str = "gridrider-bench-", need_redis: bool = True,
             print(f"kept: data dir {data_dir} (GRIDRIDER_DATA_DIR={data_dir} gridrider … starts its PostgreSQL)")
 
 
+@contextlib.contextmanager
+def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False) -> Iterator[Settings]:
+    """Settings whose database is `name`: on a configured server, created afresh (dropped afterwards
+    unless `keep`) so a bench never touches the real database; in a throw-away data dir, as is."""
+    configured = None if runtime.data_dir else runtime.settings.database_url
+    if configured is None:
+        yield runtime.settings
+        return
+    asyncio.run(_recreate_database(configured, name))
+    parts = urllib.parse.urlsplit(configured)
+    try:
+        yield msgspec.structs.replace(runtime.settings,
+                                      database_url=urllib.parse.urlunsplit(parts._replace(path="/" + name)))
+    finally:
+        if keep:
+            print(f"kept: database {name}")
+        else:
+            asyncio.run(_recreate_database(configured, name, drop_only=True))
+
+
+async def _recreate_database(url: str, name: str, drop_only: bool = False) -> None:
+    from gridrider.db.pool import connect
+
+    conn = await connect(url)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not drop_only:
+            await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -82,7 +116,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def run_bench(name: str, rest: list[str]) -> int:
-    from gridrider.bench import images, intake, jobs, merge, push  # noqa: F401  (registers their benches)
+    from gridrider.bench import images, intake, jobs, merge, push, rankings  # noqa: F401  (registers their benches)
 
     if name in ("--list", "list"):
         print(" ".join(sorted(BENCHES)))

@@ -18,16 +18,14 @@ import math
 import random
 import shutil
 import time
-import urllib.parse
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import h3
-import msgspec
 import numpy as np
 
-from gridrider.bench import bench, bench_runtime, machine_line, percentile
+from gridrider.bench import bench, bench_database, bench_runtime, machine_line, percentile
 from gridrider.config import Settings
 
 BENCH_DATABASE = "gridrider_bench_merge"  # with a configured DATABASE_URL: created, used and dropped
@@ -680,23 +678,6 @@ async def _main(settings: Settings, args: argparse.Namespace, data_dir: str | No
         await conn.close()
 
 
-def _bench_database_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit(parts._replace(path="/" + BENCH_DATABASE))
-
-
-async def _create_bench_database(url: str, drop_only: bool = False) -> None:
-    from gridrider.db.pool import connect
-
-    conn = await connect(url)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
-        if not drop_only:
-            await conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
-    finally:
-        await conn.close()
-
-
 @bench("merge")
 def bench_merge(argv: list[str]) -> int:
     from gridrider.cli import _migrate
@@ -711,22 +692,10 @@ def bench_merge(argv: list[str]) -> int:
     if args.reports < 1 or args.samples < 1 or args.warmup < 0 or args.concurrency < 1:
         parser.error("--reports, --samples and --concurrency must be positive, --warmup not negative")
 
-    with bench_runtime(prefix="gridrider-bench-merge-", need_redis=False, keep=args.keep) as runtime:
-        settings = runtime.settings
-        configured_url = None if runtime.data_dir else settings.database_url
-        created = False
-        try:
-            print(machine_line(), flush=True)
-            if configured_url is not None:
-                asyncio.run(_create_bench_database(configured_url))
-                created = True
-                settings = msgspec.structs.replace(settings, database_url=_bench_database_url(configured_url))
-            began = time.perf_counter()
-            asyncio.run(_migrate(settings))
-            print(f"setup: migrated ({time.perf_counter() - began:.1f} s)", flush=True)
-            return asyncio.run(_main(settings, args, str(runtime.data_dir) if runtime.data_dir else None))
-        finally:
-            if created and not args.keep:
-                asyncio.run(_create_bench_database(configured_url, drop_only=True))
-            elif created:
-                print(f"kept: database {BENCH_DATABASE}")
+    with bench_runtime(prefix="gridrider-bench-merge-", need_redis=False, keep=args.keep) as runtime, \
+            bench_database(runtime, BENCH_DATABASE, keep=args.keep) as settings:
+        print(machine_line(), flush=True)
+        began = time.perf_counter()
+        asyncio.run(_migrate(settings))
+        print(f"setup: migrated ({time.perf_counter() - began:.1f} s)", flush=True)
+        return asyncio.run(_main(settings, args, str(runtime.data_dir) if runtime.data_dir else None))

@@ -319,13 +319,13 @@ WHERE member_id = $1 AND counts_toward_ranking AND reason <> 'redemption' AND lo
 # reads (migration 0008), so the strip on the phone and the ranking page agree. NULL when unranked.
 RANK_SQL = """
 WITH mine AS (
-    SELECT t.points, ARRAY(SELECT a.path FROM member_areas ma JOIN areas a ON a.id = ma.area_id
-                           WHERE ma.member_id = t.member_id) AS paths
+    SELECT t.points, ARRAY(SELECT $2 || ':' || a.path FROM member_areas ma JOIN areas a ON a.id = ma.area_id
+                           WHERE ma.member_id = t.member_id) AS keys
     FROM ranking_totals t WHERE t.period = $2 AND t.member_id = $1 AND t.ranked
 )
 SELECT 1 + (SELECT count(*) FROM ranking_totals t
             WHERE t.period = $2 AND t.ranked AND t.points > mine.points
-              AND (cardinality(mine.paths) = 0 OR t.area_prefixes && mine.paths))
+              AND (cardinality(mine.keys) = 0 OR t.scope_keys && mine.keys))
 FROM mine
 """
 

@@ -1,8 +1,9 @@
 """SQL for rankings: riders from `ranking_totals` (migration 0008), teams from `incidents`.
 
 Scopes are lists of area paths ('CTY/ST1/'); None means everything (an admin without a scope).
-A rider is in a scope when one of their areas lies in it: `ranking_totals.area_prefixes` holds
-every ancestor path of the rider's areas, so that is an array overlap.
+A rider is in a scope when one of their areas lies in it: `ranking_totals.scope_keys` holds the
+period joined to every ancestor path of the rider's areas, so that is an array overlap with
+`scope_keys(period, scope)`.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ from gridrider.db.pool import Connection, Pool
 
 _RIDER_FILTER = """
 t.period = $1 AND t.ranked
-AND ($2::text[] IS NULL OR t.area_prefixes && $2::text[])
+AND ($2::text[] IS NULL OR t.scope_keys && $2::text[])
 AND ($3::text IS NULL OR t.platform = $3)
 """
+
+
+def scope_keys(period: str, scope: list[str] | None) -> list[str] | None:
+    """What `ranking_totals.scope_keys` holds for riders of `scope` in `period` (None: everyone)."""
+    return None if scope is None else [f"{period}:{path}" for path in scope]
 
 
 class RiderTotal(msgspec.Struct, frozen=True):
     member_id: int
     points: int
+    first_reports: int
+    corroborations: int
     pseudonym: str
     display_name: str | None
     platform: str | None
@@ -30,7 +38,7 @@ class RiderTotal(msgspec.Struct, frozen=True):
 
 # Keyset page in (points DESC, member_id) order; $4/$5 = the last row of the previous page.
 RIDER_PAGE_SQL = f"""
-SELECT t.member_id, t.points, m.pseudonym, m.display_name, t.platform
+SELECT t.member_id, t.points, t.first_reports, t.corroborations, m.pseudonym, m.display_name, t.platform
 FROM ranking_totals t JOIN members m ON m.id = t.member_id
 WHERE {_RIDER_FILTER}
   AND ($4::bigint IS NULL OR t.points < $4 OR (t.points = $4 AND t.member_id > $5))
@@ -39,7 +47,7 @@ LIMIT $6
 """
 
 RIDER_ONE_SQL = f"""
-SELECT t.member_id, t.points, m.pseudonym, m.display_name, t.platform
+SELECT t.member_id, t.points, t.first_reports, t.corroborations, m.pseudonym, m.display_name, t.platform
 FROM ranking_totals t JOIN members m ON m.id = t.member_id
 WHERE {_RIDER_FILTER} AND t.member_id = $4
 """
@@ -58,13 +66,13 @@ WHERE {_RIDER_FILTER}
 async def rider_page(conn: Connection | Pool, *, period: str, scope: list[str] | None, platform: str | None,
                      after: tuple[int, int] | None, limit: int) -> list[RiderTotal]:
     points, member = after if after else (None, None)
-    rows = await conn.fetch(RIDER_PAGE_SQL, period, scope, platform, points, member, limit)
+    rows = await conn.fetch(RIDER_PAGE_SQL, period, scope_keys(period, scope), platform, points, member, limit)
     return [RiderTotal(**r) for r in rows]
 
 
 async def rider_total(conn: Connection | Pool, *, period: str, scope: list[str] | None, platform: str | None,
                       member_id: int) -> RiderTotal | None:
-    row = await conn.fetchrow(RIDER_ONE_SQL, period, scope, platform, member_id)
+    row = await conn.fetchrow(RIDER_ONE_SQL, period, scope_keys(period, scope), platform, member_id)
     return RiderTotal(**row) if row else None
 
 
@@ -77,7 +85,8 @@ class RiderCounts(msgspec.Struct, frozen=True):
 
 async def rider_counts(conn: Connection | Pool, *, period: str, scope: list[str] | None, platform: str | None,
                        first_points: int | None, my_points: int | None) -> RiderCounts:
-    row = await conn.fetchrow(RIDER_COUNTS_SQL, period, scope, platform, first_points, my_points)
+    row = await conn.fetchrow(RIDER_COUNTS_SQL, period, scope_keys(period, scope), platform, first_points,
+                              my_points)
     return RiderCounts(**row)
 
 
@@ -87,59 +96,93 @@ class RiderFigures(msgspec.Struct, frozen=True):
     accepted_reports: int = 0
     duplicates: int = 0
     median_accept_s: float | None = None
-    first_discoveries: int = 0
-    corroborations: int = 0
     open_flags: int = 0
 
 
-# A rider's reports received in the period:
-# - accepted: its incident was accepted (and is in work, resolved or closed);
-# - duplicate: it joined an incident another report started (not the incident's origin);
-# - report → accept: from receipt to acceptance, for reports that were waiting when it was accepted.
-# First discoveries and corroborations are the ledger's awards dated in the period, less the ones
-# reversed in it. Open flags are the rider's flags still waiting for review (any date).
+# Report figures as of the last refresh (rider_report_stats); open flags live (any date).
 RIDER_FIGURES_SQL = """
-WITH report_figures AS (
-    SELECT r.reporter_id AS member_id,
-           count(*) AS reports,
-           count(*) FILTER (WHERE i.state IN ('accepted', 'resolved', 'closed')) AS accepted_reports,
-           count(*) FILTER (WHERE i.origin_report_id IS DISTINCT FROM r.id AND i.id IS NOT NULL) AS duplicates,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.accepted_at - r.received_at))
-               FILTER (WHERE i.accepted_at >= r.received_at) AS median_accept_s
-    FROM reports r LEFT JOIN incidents i ON i.id = r.incident_id
-    WHERE r.reporter_id = ANY($1::bigint[]) AND r.received_at >= $2 AND r.received_at < $3
-    GROUP BY r.reporter_id
-),
-ledger_figures AS (
-    SELECT l.member_id,
-           count(*) FILTER (WHERE l.reason = 'first_report')
-             - count(*) FILTER (WHERE l.reason = 'reversal' AND o.reason = 'first_report') AS first_discoveries,
-           count(*) FILTER (WHERE l.reason = 'corroboration')
-             - count(*) FILTER (WHERE l.reason = 'reversal' AND o.reason = 'corroboration') AS corroborations
-    FROM points_ledger l
-    LEFT JOIN points_ledger o ON l.reason = 'reversal' AND o.id = l.source_id
-    WHERE l.member_id = ANY($1::bigint[]) AND l.local_day >= $4 AND l.local_day < $5
-      AND l.reason IN ('first_report', 'corroboration', 'reversal')
-    GROUP BY l.member_id
-),
-flag_figures AS (
-    SELECT f.member_id, count(*) AS open_flags
-    FROM flags f WHERE f.member_id = ANY($1::bigint[]) AND f.state = 'open'
-    GROUP BY f.member_id
-)
-SELECT m.id AS member_id,
-       coalesce(rf.reports, 0) AS reports, coalesce(rf.accepted_reports, 0) AS accepted_reports,
-       coalesce(rf.duplicates, 0) AS duplicates, rf.median_accept_s,
-       coalesce(lf.first_discoveries, 0) AS first_discoveries, coalesce(lf.corroborations, 0) AS corroborations,
-       coalesce(ff.open_flags, 0) AS open_flags
+SELECT m.id AS member_id, coalesce(s.reports, 0) AS reports, coalesce(s.accepted_reports, 0) AS accepted_reports,
+       coalesce(s.duplicates, 0) AS duplicates, s.median_accept_s,
+       (SELECT count(*) FROM flags f WHERE f.member_id = m.id AND f.state = 'open') AS open_flags
 FROM unnest($1::bigint[]) AS m(id)
-LEFT JOIN report_figures rf ON rf.member_id = m.id
-LEFT JOIN ledger_figures lf ON lf.member_id = m.id
-LEFT JOIN flag_figures ff ON ff.member_id = m.id
+-- LATERAL … LIMIT 1: one key lookup per listed rider, never a pass over the period's rows.
+LEFT JOIN LATERAL (SELECT * FROM rider_report_stats s WHERE s.period = $2 AND s.member_id = m.id LIMIT 1) s ON true
 """
 
 
-async def rider_figures(conn: Connection | Pool, member_ids: list[int], *, start: dt.datetime, end: dt.datetime,
-                        start_day: dt.date, end_day: dt.date) -> dict[int, RiderFigures]:
-    rows = await conn.fetch(RIDER_FIGURES_SQL, member_ids, start, end, start_day, end_day)
+async def rider_figures(conn: Connection | Pool, member_ids: list[int], period: str) -> dict[int, RiderFigures]:
+    rows = await conn.fetch(RIDER_FIGURES_SQL, member_ids, period)
     return {r["member_id"]: RiderFigures(**r) for r in rows}
+
+
+# ── the report-figures refresh ───────────────────────────────────────────────────────────────────
+
+REFRESH_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('rankings:rider_report_stats', 0))"
+# The migration writes the one row; re-created here if a table reset (tests, a restore) emptied it.
+WATERMARK_ROW_SQL = "INSERT INTO rider_report_stats_watermark DEFAULT VALUES ON CONFLICT DO NOTHING"
+WATERMARK_SQL = "SELECT last_report_id, last_incident_change FROM rider_report_stats_watermark FOR UPDATE"
+# Reporters whose figures may have changed: a report new since the watermark, or a report in an
+# incident changed since it. Both look back a margin (see refresh_report_stats) and may list a
+# rider twice over two passes; recomputing is idempotent.
+CHANGED_RIDERS_SQL = """
+SELECT reporter_id FROM reports WHERE id > $1
+UNION
+SELECT r.reporter_id FROM incidents i JOIN reports r ON r.incident_id = i.id WHERE i.updated_at > $2
+"""
+# Each (period, rider) of the given riders recomputed from all their reports.
+RECOMPUTE_SQL = """
+WITH gone AS (DELETE FROM rider_report_stats WHERE member_id = ANY($1::bigint[]))
+INSERT INTO rider_report_stats (period, member_id, reports, accepted_reports, duplicates, median_accept_s,
+                                refreshed_at)
+SELECT p.period, r.reporter_id, count(*),
+       count(*) FILTER (WHERE i.state IN ('accepted', 'resolved', 'closed')),
+       count(*) FILTER (WHERE i.id IS NOT NULL AND i.origin_report_id IS DISTINCT FROM r.id),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.accepted_at - r.received_at))
+           FILTER (WHERE i.accepted_at >= r.received_at),
+       $2
+FROM reports r
+LEFT JOIN incidents i ON i.id = r.incident_id
+CROSS JOIN LATERAL (VALUES (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM')),
+                           (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-"Q"Q')),
+                           (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY'))) AS p (period)
+WHERE r.reporter_id = ANY($1::bigint[])
+GROUP BY p.period, r.reporter_id
+ON CONFLICT (period, member_id) DO UPDATE
+    SET reports = excluded.reports, accepted_reports = excluded.accepted_reports,
+        duplicates = excluded.duplicates, median_accept_s = excluded.median_accept_s,
+        refreshed_at = excluded.refreshed_at
+"""
+# The newest report received before `settled` (a backward walk of the primary key, a few rows).
+SETTLED_REPORT_SQL = "SELECT coalesce(max(id), 0) FROM reports WHERE received_at < $1"
+LAST_CHANGE_SQL = "SELECT max(updated_at) FROM incidents WHERE updated_at > $1"
+ADVANCE_SQL = """
+UPDATE rider_report_stats_watermark
+SET last_report_id = greatest(last_report_id, $1), last_incident_change = greatest(last_incident_change, $2),
+    refreshed_at = $3
+"""
+
+
+async def refresh_report_stats(conn: Connection, *, now: dt.datetime, margin: dt.timedelta,
+                               batch: int = 2000) -> int:
+    """Recompute the report figures of riders whose reports or incidents changed; returns how many.
+
+    Rows commit in their own transactions with ids and times taken before they commit, so the
+    watermarks stay `margin` behind: a report or incident change is seen by every pass until it is
+    older than that. Runs in the caller's transaction, one pass at a time (advisory lock).
+    """
+    await conn.execute(REFRESH_LOCK_SQL)
+    await conn.execute(WATERMARK_ROW_SQL)
+    mark = await conn.fetchrow(WATERMARK_SQL)
+    changed_since = mark["last_incident_change"]
+    riders = [r["reporter_id"] for r in await conn.fetch(CHANGED_RIDERS_SQL, mark["last_report_id"], changed_since)]
+    for start in range(0, len(riders), batch):
+        await conn.execute(RECOMPUTE_SQL, riders[start:start + batch], now)
+    settled_report = await conn.fetchval(SETTLED_REPORT_SQL, now - margin)
+    last_change = await conn.fetchval(LAST_CHANGE_SQL, changed_since)
+    settled_change = min(last_change, now - margin) if last_change is not None else changed_since
+    await conn.execute(ADVANCE_SQL, settled_report, settled_change, now)
+    return len(riders)
+
+
+async def report_stats_refreshed_at(conn: Connection | Pool) -> dt.datetime | None:
+    return await conn.fetchval("SELECT refreshed_at FROM rider_report_stats_watermark")

@@ -136,6 +136,8 @@ class RiderRanking(msgspec.Struct, frozen=True):
     items: list[RiderRank]
     me: RiderRank | None  # the caller's own row, when the caller is a ranked rider
     next_cursor: tuple[int, int] | None
+    # Points, first discoveries and corroborations are live; report figures are as of this refresh.
+    figures_refreshed_at: dt.datetime | None
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -146,8 +148,8 @@ def _rider_rank(total: db.RiderTotal, rank: int, ranked: int, figures: db.RiderF
     return RiderRank(
         rank=rank, top_percent=top_percent(rank, ranked), member_id=total.member_id, pseudonym=total.pseudonym,
         display_name=total.display_name, platform=total.platform, points=total.points, reports=figures.reports,
-        accepted_reports=figures.accepted_reports, first_discoveries=figures.first_discoveries,
-        corroborations=figures.corroborations, acceptance_rate=_rate(figures.accepted_reports, figures.reports),
+        accepted_reports=figures.accepted_reports, first_discoveries=total.first_reports,
+        corroborations=total.corroborations, acceptance_rate=_rate(figures.accepted_reports, figures.reports),
         duplicate_rate=_rate(figures.duplicates, figures.reports),
         median_accept_s=round(figures.median_accept_s) if figures.median_accept_s is not None else None,
         open_flags=figures.open_flags,
@@ -165,14 +167,23 @@ async def rider_ranking(conn: Connection | Pool, *, period: Period, scope: list[
     counts = await db.rider_counts(conn, period=period.key, scope=scope, platform=platform,
                                    first_points=rows[0].points if rows else None,
                                    my_points=mine.points if mine else None)
-    start, end = period.bounds()
     wanted = [r.member_id for r in rows] + ([mine.member_id] if mine else [])
-    figures = await db.rider_figures(conn, wanted, start=start, end=end, start_day=period.start,
-                                     end_day=period.end) if wanted else {}
+    figures = await db.rider_figures(conn, wanted, period.key) if wanted else {}
     ranks = page_ranks([r.points for r in rows], counts.above_first, counts.at_or_above_first)
     items = [_rider_rank(r, rank, counts.ranked, figures[r.member_id]) for r, rank in zip(rows, ranks, strict=True)]
     me = _rider_rank(mine, counts.above_mine + 1, counts.ranked, figures[mine.member_id]) if mine else None
     return RiderRanking(
         period=period.key, start=period.start, end=period.end - dt.timedelta(days=1), ranked=counts.ranked,
         items=items, me=me, next_cursor=(rows[-1].points, rows[-1].member_id) if more else None,
+        figures_refreshed_at=await db.report_stats_refreshed_at(conn),
     )
+
+
+# How far behind the report-figures refresh keeps its watermarks: a report or incident change that
+# commits up to this long after the time it carries is still seen.
+REFRESH_MARGIN = dt.timedelta(minutes=5)
+
+
+async def refresh_report_figures(conn: Connection, *, now: dt.datetime) -> int:
+    """Recompute the report figures of riders whose reports or incidents changed (a cron, every minute)."""
+    return await db.refresh_report_stats(conn, now=now, margin=REFRESH_MARGIN)

@@ -17,6 +17,7 @@ from gridrider.jobs.deadlines import run_deadline_pass
 from gridrider.jobs.maintenance import schedule_maintenance
 from gridrider.jobs.photos import SANDBOX
 from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE, arq_redis, queue_for
+from gridrider.jobs.rankings import refresh_report_figures
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.jobs.runner import run_job_row
@@ -42,6 +43,10 @@ async def _relay(ctx: dict[str, Any]) -> int:
 
 async def _deadlines(ctx: dict[str, Any]) -> int:
     return (await run_deadline_pass(ctx["services"])).escalated
+
+
+async def _rider_figures(ctx: dict[str, Any]) -> int:
+    return await refresh_report_figures(ctx["services"])
 
 
 async def _schedule_maintenance(ctx: dict[str, Any]) -> int:
@@ -94,6 +99,8 @@ def build_worker(
             cron(_schedule_maintenance, name="schedule_maintenance", minute={17}, second={0}, timeout=60),
             # Every minute (DESIGN §2c); the pass takes an advisory lock, so several workers run it once.
             cron(_deadlines, name="deadlines", second={30}, timeout=55),
+            # Rankings' report figures (accepted, duplicates, time to accept); an advisory lock again.
+            cron(_rider_figures, name="rider_figures", second={45}, timeout=55),
         ]
     return Worker(
         functions=functions, cron_jobs=crons, queue_name=queue, redis_pool=redis, burst=burst,
