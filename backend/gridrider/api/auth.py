@@ -76,6 +76,10 @@ def subtree_paths(member: MemberRow) -> list[str] | None:
     return None if member.role == "admin" else list(member.area_paths)
 
 
+class AreaNotFound(NotFound):
+    code = "area_not_found"
+
+
 async def scope_paths(conn: Connection | Pool, member: MemberRow, code: str | None) -> list[str] | None:
     """The subtrees a read covers: the member's own (`subtree_paths`), or with `code` that one area's
     subtree — which must lie inside theirs. Unknown and foreign areas are the same 404, so a scope
@@ -84,5 +88,5 @@ async def scope_paths(conn: Connection | Pool, member: MemberRow, code: str | No
         return subtree_paths(member)
     found = await db_areas.areas_in_subtrees(conn, [code], subtree_paths(member))
     if not found:
-        raise NotFound(f"area {code!r} is not in the caller's subtree")
+        raise AreaNotFound(f"area {code!r} is unknown or outside the caller's subtree")
     return [found[0].path]
