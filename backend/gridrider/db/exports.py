@@ -1,0 +1,111 @@
+"""SQL of the CSV exports, read through a server-side cursor on a connection held for the whole download.
+
+A streamed response body is produced after its handler has returned, so it cannot use the request's
+transaction: `streamed_rows` acquires a connection of its own when the body starts, and gives it back
+however the body ends — finished, failed, or cancelled because the client went away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import asyncpg
+import msgspec
+
+from gridrider.clock import SHANGHAI
+from gridrider.db.pool import Pool
+
+PREFETCH = 1000  # rows per cursor round trip: ~1 MB of records held at a time, few round trips
+
+# Times are formatted by PostgreSQL: five timestamps in each of a million rows cost seconds in
+# Python (astimezone + strftime), next to nothing in to_char. $1 is the time zone name.
+_LOCAL = "to_char({column} AT TIME ZONE $1, 'YYYY-MM-DD HH24:MI:SS')"
+
+# One row per incident created in [$3, $4), oldest first (ids follow creation). The first reporter is
+# the credited one once fixed (at accept or rejection); before that, the reporter of the origin report.
+# $2 is the language of names ('en' or anything else for Chinese); $5 the exported subtrees as LIKE
+# patterns (NULL: everything, an admin without a scope) — the caller's own, or the chosen area checked
+# to lie inside them (api/auth.scope_paths). Area codes hold no LIKE wildcards (a CHECK on areas.code).
+# ORDER BY keeps exports predictable; the price is a sort before the first row (a million rows: ~5 s,
+# spilled to temporary files within work_mem, so memory stays bounded in PostgreSQL too). Without an
+# index on created_at every export scans the table; one would pay off once incidents grow large.
+INCIDENTS_EXPORT_SQL = f"""
+SELECT i.id,
+       {_LOCAL.format(column="i.created_at")} AS created,
+       CASE WHEN $2::text = 'en' THEN c.name_en ELSE c.name_zh END AS category_name,
+       i.state,
+       a.code AS area_code,
+       CASE WHEN $2::text = 'en' THEN coalesce(a.name_en, a.name_zh) ELSE a.name_zh END AS area_name,
+       i.lat, i.lon, i.report_count,
+       m.pseudonym AS reporter_pseudonym,
+       m.phone AS reporter_phone,
+       {_LOCAL.format(column="i.dispatched_at")} AS dispatched,
+       {_LOCAL.format(column="i.accepted_at")} AS accepted,
+       {_LOCAL.format(column="i.resolved_at")} AS resolved,
+       {_LOCAL.format(column="i.closed_at")} AS closed,
+       i.dispatch_overdue_at IS NOT NULL AS dispatch_overdue,
+       i.accept_overdue_at IS NOT NULL AS accept_overdue,
+       i.resolve_overdue_at IS NOT NULL AS resolve_overdue,
+       i.reject_reason,
+       o.note
+FROM incidents i
+JOIN categories c ON c.code = i.category
+LEFT JOIN areas a ON a.id = i.area_id
+LEFT JOIN reports o ON o.id = i.origin_report_id
+LEFT JOIN members m ON m.id = coalesce(i.first_reporter_id, o.reporter_id)
+WHERE i.created_at >= $3 AND i.created_at < $4
+  AND ($5::text[] IS NULL OR a.path LIKE ANY ($5::text[]))
+ORDER BY i.id
+"""
+
+
+class IncidentExportQuery(msgspec.Struct, frozen=True):
+    start: dt.datetime  # inclusive
+    end: dt.datetime  # exclusive
+    lang: str  # 'en' or 'zh-CN'
+    subtree_paths: list[str] | None  # the subtrees exported (api.auth.scope_paths); None: everything
+
+
+@contextlib.asynccontextmanager
+async def streamed_rows(pool: Pool, sql: str, *args: Any, prefetch: int = PREFETCH,
+                        ) -> AsyncIterator[AsyncIterator[asyncpg.Record]]:
+    """The rows of `sql` as they come, on a connection of their own inside a read-only transaction.
+
+    Rows stay asyncpg Records (no Struct per row): a million of them is the case this exists for.
+    """
+    conn = await pool.acquire()
+    # A cursor only lives inside a transaction; a read-only one takes no locks that block writers.
+    transaction = conn.transaction(readonly=True)
+    started = False
+    try:
+        await transaction.start()
+        started = True
+        yield conn.cursor(sql, *args, prefetch=prefetch)
+    finally:
+        # Litestar cancels the response task when the client disconnects, and anyio re-delivers that
+        # cancellation at every await in the cancelled scope. Unshielded, the rollback is cancelled and
+        # asyncpg finishes the release on its own later, warning of a reset with an open transaction;
+        # shielded, the connection is back in the pool within milliseconds, before the task ends.
+        with anyio.CancelScope(shield=True):
+            try:
+                if started:
+                    await transaction.rollback()  # nothing to commit; this also closes the cursor
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass  # a broken connection: release() closes it instead of pooling it
+            finally:
+                await pool.release(conn)
+
+
+def incident_rows(pool: Pool, query: IncidentExportQuery, *, prefetch: int = PREFETCH,
+                  ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[asyncpg.Record]]:
+    """The incidents of an export, in the column order of INCIDENTS_EXPORT_SQL."""
+    return streamed_rows(
+        pool, INCIDENTS_EXPORT_SQL, str(SHANGHAI), "en" if query.lang == "en" else "zh",
+        query.start, query.end,
+        None if query.subtree_paths is None else [path + "%" for path in query.subtree_paths],
+        prefetch=prefetch,
+    )
