@@ -13,12 +13,15 @@ from litestar.static_files import create_static_files_router
 from redis.asyncio import Redis
 
 from gridrider import __version__
+from gridrider.api.areas import AreaController
 from gridrider.api.auth import PUBLIC, access_guard, provide_me
 from gridrider.api.calendar import CalendarController
 from gridrider.api.categories import CategoryController
 from gridrider.api.channels import ChannelController
+from gridrider.api.dashboard import DashboardController
 from gridrider.api.deps import provide_limiter, provide_services, provide_tx
 from gridrider.api.events import EventController
+from gridrider.api.exports import ExportController
 from gridrider.api.health import HealthController
 from gridrider.api.incidents import IncidentController
 from gridrider.api.media import MediaController
@@ -46,7 +49,8 @@ API_CONTROLLERS = [
     HealthController, EnrolmentController, SessionController, MeController, MemberController, CategoryController,
     ReportController, MediaController, PushController, IncidentController, PointsController,
     CalendarController, EventController, ChannelController, WebhookController,
-    RewardController, ReviewController, RankingController,
+    RewardController, ReviewController, RankingController, DashboardController, ExportController,
+    AreaController,
 ]
 
 

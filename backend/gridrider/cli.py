@@ -12,12 +12,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from gridrider.clock import SystemClock
 from gridrider.config import Settings, SettingsError, load_settings
 from gridrider.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:  # shapely and friends load only for the commands that need them
+    from gridrider.domain.area_import import AreaImportReport
 
 log = get_logger("gridrider.cli")
 
@@ -330,6 +334,86 @@ async def _calendar(settings: Settings, rows: list | None, *, source: str) -> li
     return out
 
 
+def cmd_areas(args: argparse.Namespace) -> int:
+    """Area tree: `import FILE.geojson` checks the whole file, then writes it in one transaction (or nothing)."""
+    from pathlib import Path
+
+    from gridrider.domain.area_import import AreaFileInvalid, decode_feature_collection
+    from gridrider.errors import message_for
+
+    try:
+        features = decode_feature_collection(Path(args.file).read_bytes())
+    except OSError as exc:
+        print(f"gridrider: areas file refused: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except AreaFileInvalid as exc:
+        where = ", ".join(e.field for e in exc.errors) + (f": {exc.detail}" if exc.detail else "")
+        print(f"gridrider: areas file refused, nothing imported: {args.file}: "
+              f"{message_for(exc.code, 'en')} ({where})", file=sys.stderr)
+        return 2
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_secrets=False, need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        report = asyncio.run(_import_areas(runtime.settings, features, dry_run=args.dry_run, strict=args.strict))
+    finally:
+        stop_embedded(runtime.embedded)
+    for line in area_report_lines(report.in_language("en"), args.file):
+        print(line)
+    return 1 if report.refused else 0
+
+
+async def _import_areas(settings: Settings, features: list, *, dry_run: bool, strict: bool) -> AreaImportReport:
+    from gridrider.db.areas import import_areas
+    from gridrider.db.pool import connect
+
+    conn = await connect(settings.database_url)
+    try:
+        async with conn.transaction():
+            return await import_areas(conn, features, now=SystemClock().now(), dry_run=dry_run, strict=strict)
+    finally:
+        await conn.close()
+
+
+def area_report_lines(report: AreaImportReport, file: str, listed: int = 20) -> list[str]:
+    """An import report for a person at a terminal: what happens to the areas, then every problem."""
+    mode = " (dry run: nothing written)" if report.dry_run else ""
+    # Until it is applied, the plan is only what would happen.
+    verb = {"created": "created", "updated": "updated"} if report.applied else {
+        "created": "would create", "updated": "would update"}
+    out = [f"areas import {file}: {report.features} features{mode}",
+           f"  {verb['created']} {report.created}, {verb['updated']} {report.updated}, unchanged {report.unchanged}; "
+           f"{report.untouched} area(s) in the database are not in the file and are left alone"]
+    for action in ("created", "updated"):
+        changes = [c for c in report.areas if c.action == action]
+        for change in changes[:listed]:
+            what = f" ({', '.join(change.changed)})" if change.changed else f" ({change.level})"
+            out.append(f"  {verb[action]} {change.code}{what}")
+        if len(changes) > listed:
+            out.append(f"  … and {len(changes) - listed} more")
+    out.append(f"problems: {report.errors} error(s), {report.warnings} warning(s)")
+    for issue in report.issues:
+        where = ", ".join(part for part in (
+            issue.area_code, None if issue.feature is None else f"feature {issue.feature}", issue.field) if part)
+        extra = ""
+        if issue.related_code:
+            extra += f" [{issue.related_code}]"
+        if issue.area_m2 is not None:
+            extra += f" {issue.area_m2:,.0f} m²"
+        if issue.location:
+            extra += f" near lon {issue.location[0]:.6f}, lat {issue.location[1]:.6f}"
+        out.append(f"  {issue.severity:7} {issue.code} ({where}): {issue.message}{extra}")
+    if report.issues_omitted:
+        out.append(f"  … and {report.issues_omitted} more problem(s)")
+    if report.refused:
+        why = "errors" if report.errors else "warnings under --strict"
+        out.append(f"refused because of {why}: nothing imported")
+    elif report.dry_run:
+        out.append("would import: run again without --dry-run to apply")
+    else:
+        out.append("imported" if report.applied else "nothing to change")
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridrider.bench import run_bench
 
@@ -435,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     calendar.add_argument("file", nargs="?", help="load: lines YYYY-MM-DD,workday|holiday[,note]")
     calendar.add_argument("--source", default="admin", help="load: where the days come from (stored per day)")
     calendar.set_defaults(run=cmd_calendar)
+    areas = sub.add_parser("areas", help="area tree: import FILE.geojson (checked in full before anything is written)")
+    areas.add_argument("action", choices=["import"])
+    areas.add_argument("file", help="GeoJSON FeatureCollection: properties code, level, parent, name_zh, name_en")
+    areas.add_argument("--dry-run", action="store_true", help="check and report only; write nothing")
+    areas.add_argument("--strict", action="store_true", help="refuse on warnings too (grid overlaps, gaps)")
+    areas.set_defaults(run=cmd_areas)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
