@@ -23,7 +23,7 @@ from litestar.params import QueryParameter
 from gridrider.api.auth import ANY_MEMBER, roles, scope_paths
 from gridrider.db.members import MemberRow
 from gridrider.domain import rankings
-from gridrider.domain.rankings import RiderRank
+from gridrider.domain.rankings import RiderRank, TeamRank
 from gridrider.errors import FieldError, ValidationFailed
 from gridrider.services import Services
 
@@ -80,6 +80,14 @@ class RiderRankingOut(msgspec.Struct, frozen=True):
     figures_refreshed_at: dt.datetime | None  # report figures are refreshed every minute; points are live
 
 
+class TeamRankingOut(msgspec.Struct, frozen=True):
+    period: str
+    start: dt.date
+    end: dt.date
+    scope: str | None
+    items: list[TeamRank]
+
+
 def _encode_cursor(after: tuple[int, int] | None) -> str | None:
     if after is None:
         return None
@@ -126,3 +134,15 @@ class RankingController(Controller):
             me=RiderRankOut.of(result.me, staff=staff) if result.me else None,
             next_cursor=_encode_cursor(result.next_cursor), figures_refreshed_at=result.figures_refreshed_at,
         )
+
+
+    @get("/teams", operation_id="rankTeams", opt=roles("supervisor", "admin"))
+    async def teams(self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
+                    period: PeriodKind = "month", at: At = None, area: AreaScope = None) -> TeamRankingOut:
+        now = services.clock.now()
+        wanted = rankings.period_of(period, at, now)
+        async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            paths = await scope_paths(conn, me, area)
+            items = await rankings.team_ranking(conn, period=wanted, scope=paths, now=now)
+        return TeamRankingOut(period=wanted.key, start=wanted.start, end=wanted.end - dt.timedelta(days=1),
+                              scope=area, items=items)

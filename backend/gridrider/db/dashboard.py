@@ -63,14 +63,14 @@ STAGES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
-def _judged(due: str, done: str, mark: str, waiting: str) -> str:
+def judged_sql(due: str, done: str, mark: str, waiting: str) -> str:
     # Finished, marked overdue, or still waiting in the stage past its due time. A stage that ended
     # some other way (rejected or merged before it was done, without an overdue mark) is not judged.
     return (f"i.{due} IS NOT NULL AND (i.{done} IS NOT NULL OR i.{mark} IS NOT NULL "
             f"OR (i.state = '{waiting}' AND i.{due} <= $4))")
 
 
-def _on_time(due: str, done: str, mark: str) -> str:
+def on_time_sql(due: str, done: str, mark: str) -> str:
     # The cron marks a stage only while the incident still waits in it, so a stage finished late
     # between two passes has no mark: compare the times too.
     return f"i.{due} IS NOT NULL AND i.{done} IS NOT NULL AND i.{done} <= i.{due} AND i.{mark} IS NULL"
@@ -88,8 +88,8 @@ DURATIONS: dict[str, tuple[str, str, str | None]] = {
 def _stage_columns() -> str:
     columns = []
     for stage, (due, done, mark, waiting) in STAGES.items():
-        columns.append(f"count(*) FILTER (WHERE {_judged(due, done, mark, waiting)}) AS {stage}_judged")
-        columns.append(f"count(*) FILTER (WHERE {_on_time(due, done, mark)}) AS {stage}_on_time")
+        columns.append(f"count(*) FILTER (WHERE {judged_sql(due, done, mark, waiting)}) AS {stage}_judged")
+        columns.append(f"count(*) FILTER (WHERE {on_time_sql(due, done, mark)}) AS {stage}_on_time")
     for name, (start, end, extra) in DURATIONS.items():
         measured = f"i.{end} >= i.{start}" + (f" AND {extra}" if extra else "")  # NULL ends fail the comparison
         columns.append(f"percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.{end} - i.{start})) "

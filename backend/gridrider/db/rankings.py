@@ -12,6 +12,7 @@ import datetime as dt
 
 import msgspec
 
+from gridrider.db.dashboard import STAGES, judged_sql, on_time_sql
 from gridrider.db.pool import Connection, Pool
 
 _RIDER_FILTER = """
@@ -186,3 +187,90 @@ async def refresh_report_stats(conn: Connection, *, now: dt.datetime, margin: dt
 
 async def report_stats_refreshed_at(conn: Connection | Pool) -> dt.datetime | None:
     return await conn.fetchval("SELECT refreshed_at FROM rider_report_stats_watermark")
+
+
+# ── teams ─────────────────────────────────────────────────────────────────────────────────────────
+
+
+class TeamRow(msgspec.Struct, frozen=True):
+    area_id: int
+    code: str
+    name_zh: str
+    name_en: str | None
+    incidents: int
+    accept_judged: int
+    accept_on_time: int
+    resolve_judged: int
+    resolve_on_time: int
+    completed: int
+    eligible: int
+    rejected: int
+    transfers: int
+    reused_proof_photos: int
+
+
+def _team_stage_columns() -> str:
+    columns = []
+    for stage in ("accept", "resolve"):
+        due, done, mark, waiting = STAGES[stage]
+        columns.append(f"count(*) FILTER (WHERE {judged_sql(due, done, mark, waiting)}) AS {stage}_judged")
+        columns.append(f"count(*) FILTER (WHERE {on_time_sql(due, done, mark)}) AS {stage}_on_time")
+    return ",\n           ".join(columns)
+
+
+# Every grid in the scope ($1 subtree paths, NULL: all), with the incidents routed to it and created
+# in [$2, $3) — merged ones left out (they live on in the incident they joined). On time per stage
+# as the dashboard judges it ($4 = now). Transfers: those its own grid members made in the period
+# (a transfer moves the incident away, so the grid that let it go is the actor's). Reused proof
+# photos: resolutions of its incidents whose proof matched an earlier photo (DESIGN §2d).
+TEAMS_SQL = f"""
+WITH grids AS (
+    SELECT a.id, a.code, a.name_zh, a.name_en FROM areas a
+    WHERE a.level = 'grid'
+      AND ($1::text[] IS NULL OR a.path LIKE ANY (SELECT p || '%' FROM unnest($1::text[]) AS p))
+),
+cohort AS (
+    SELECT i.* FROM incidents i
+    WHERE i.area_id IN (SELECT id FROM grids) AND i.created_at >= $2 AND i.created_at < $3
+      AND i.state <> 'merged'
+),
+work AS (
+    SELECT i.area_id, count(*) AS incidents,
+           {_team_stage_columns()},
+           count(*) FILTER (WHERE i.state IN ('resolved', 'closed')) AS completed,
+           count(*) FILTER (WHERE i.state <> 'rejected') AS eligible,
+           count(*) FILTER (WHERE i.state = 'rejected') AS rejected
+    FROM cohort i GROUP BY i.area_id
+),
+transfers AS (
+    SELECT ma.area_id, count(*) AS transfers
+    FROM incident_events e
+    JOIN members m ON m.id = e.actor_id AND m.role = 'grid_member'
+    JOIN member_areas ma ON ma.member_id = e.actor_id AND ma.area_id IN (SELECT id FROM grids)
+    WHERE e.kind = 'transfer' AND e.occurred_at >= $2 AND e.occurred_at < $3
+    GROUP BY ma.area_id
+),
+reused AS (
+    SELECT c.area_id, count(*) AS reused_proof_photos
+    FROM photos p JOIN cohort c ON c.id = p.incident_id
+    WHERE p.role = 'proof' AND p.reused_of_photo_id IS NOT NULL
+    GROUP BY c.area_id
+)
+SELECT g.id AS area_id, g.code, g.name_zh, g.name_en,
+       coalesce(w.incidents, 0) AS incidents,
+       coalesce(w.accept_judged, 0) AS accept_judged, coalesce(w.accept_on_time, 0) AS accept_on_time,
+       coalesce(w.resolve_judged, 0) AS resolve_judged, coalesce(w.resolve_on_time, 0) AS resolve_on_time,
+       coalesce(w.completed, 0) AS completed, coalesce(w.eligible, 0) AS eligible,
+       coalesce(w.rejected, 0) AS rejected, coalesce(t.transfers, 0) AS transfers,
+       coalesce(r.reused_proof_photos, 0) AS reused_proof_photos
+FROM grids g
+LEFT JOIN work w ON w.area_id = g.id
+LEFT JOIN transfers t ON t.area_id = g.id
+LEFT JOIN reused r ON r.area_id = g.id
+WHERE $4::timestamptz IS NOT NULL
+"""
+
+
+async def team_rows(conn: Connection | Pool, *, scope: list[str] | None, start: dt.datetime, end: dt.datetime,
+                    now: dt.datetime) -> list[TeamRow]:
+    return [TeamRow(**r) for r in await conn.fetch(TEAMS_SQL, scope, start, end, now)]

@@ -187,3 +187,48 @@ REFRESH_MARGIN = dt.timedelta(minutes=5)
 async def refresh_report_figures(conn: Connection, *, now: dt.datetime) -> int:
     """Recompute the report figures of riders whose reports or incidents changed (a cron, every minute)."""
     return await db.refresh_report_stats(conn, now=now, margin=REFRESH_MARGIN)
+
+
+# ── teams ─────────────────────────────────────────────────────────────────────────────────────────
+
+
+class TeamRank(msgspec.Struct, frozen=True):
+    rank: int
+    area_code: str
+    name_zh: str
+    name_en: str | None
+    incidents: int              # routed to the grid and created in the period (merged ones excepted)
+    accept_on_time_rate: float | None
+    resolve_on_time_rate: float | None
+    completion_rate: float | None  # resolved or closed / not rejected
+    rejection_rate: float | None   # rejected / all
+    transfers: int
+    reused_proof_photos: int       # a team gaming its own deadline with an old photo shows here
+
+
+def _team_key(row: TeamRank) -> tuple:
+    # Completion first, then acceptance on time, then volume; a grid with nothing to judge goes last.
+    def desc(value: float | None) -> float:
+        return -value if value is not None else 1.0
+
+    return (desc(row.completion_rate), desc(row.accept_on_time_rate), -row.incidents, row.area_code)
+
+
+async def team_ranking(conn: Connection | Pool, *, period: Period, scope: list[str] | None,
+                       now: dt.datetime) -> list[TeamRank]:
+    """Every grid in the scope, best first; ties (same completion, on-time and volume) share a rank."""
+    start, end = period.bounds()
+    rows = await db.team_rows(conn, scope=scope, start=start, end=end, now=now)
+    unranked = [TeamRank(
+        rank=0, area_code=r.code, name_zh=r.name_zh, name_en=r.name_en, incidents=r.incidents,
+        accept_on_time_rate=_rate(r.accept_on_time, r.accept_judged),
+        resolve_on_time_rate=_rate(r.resolve_on_time, r.resolve_judged),
+        completion_rate=_rate(r.completed, r.eligible), rejection_rate=_rate(r.rejected, r.incidents),
+        transfers=r.transfers, reused_proof_photos=r.reused_proof_photos,
+    ) for r in rows]
+    unranked.sort(key=_team_key)
+    ranked: list[TeamRank] = []
+    for i, row in enumerate(unranked):
+        same = ranked and _team_key(row)[:3] == _team_key(ranked[-1])[:3]
+        ranked.append(msgspec.structs.replace(row, rank=ranked[-1].rank if same else i + 1))
+    return ranked
