@@ -77,14 +77,17 @@ def bench_runtime(*, prefix: str = "gridrider-bench-", need_redis: bool = True,
 
 
 @contextlib.contextmanager
-def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False) -> Iterator[Settings]:
+def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False,
+                   reuse: bool = False) -> Iterator[Settings]:
     """Settings whose database is `name`: on a configured server, created afresh (dropped afterwards
-    unless `keep`) so a bench never touches the real database; in a throw-away data dir, as is."""
+    unless `keep`; with `reuse`, one kept by an earlier run is used as it is) so a bench never touches
+    the real database; in a throw-away data dir, as is."""
     configured = None if runtime.data_dir else runtime.settings.database_url
     if configured is None:
         yield runtime.settings
         return
-    asyncio.run(_recreate_database(configured, name))
+    if not (reuse and asyncio.run(_database_exists(configured, name))):
+        asyncio.run(_recreate_database(configured, name))
     parts = urllib.parse.urlsplit(configured)
     try:
         yield msgspec.structs.replace(runtime.settings,
@@ -94,6 +97,16 @@ def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False) -> I
             print(f"kept: database {name}")
         else:
             asyncio.run(_recreate_database(configured, name, drop_only=True))
+
+
+async def _database_exists(url: str, name: str) -> bool:
+    from gridrider.db.pool import connect
+
+    conn = await connect(url)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+    finally:
+        await conn.close()
 
 
 async def _recreate_database(url: str, name: str, drop_only: bool = False) -> None:

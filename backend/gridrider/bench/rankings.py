@@ -167,6 +167,16 @@ async def _load(conn, args: argparse.Namespace) -> tuple[int, int, list[str]]:
     return first, last, [*paths["community"], *paths["grid"]]
 
 
+async def _generate(conn, settings, args: argparse.Namespace) -> tuple[int, int, list[str]]:
+    from gridrider.demo import seed_demo
+
+    await seed_demo(conn, settings)
+    print(f"load: PostgreSQL {await conn.fetchval('SHOW server_version')} "
+          f"(shared_buffers {await conn.fetchval('SHOW shared_buffers')}); demo town areas; "
+          f"{args.riders:,} riders, {args.ledger:,} ledger rows over 2026, {args.reports:,} reports", flush=True)
+    return await _load(conn, args)
+
+
 async def _sample(pool, scenario: Scenario, rng: random.Random) -> float:
     from gridrider.domain import rankings
 
@@ -188,13 +198,13 @@ async def _measure(settings, args: argparse.Namespace) -> int:
 
     conn = await connect(settings.database_url)
     try:
-        from gridrider.demo import seed_demo
-
-        await seed_demo(conn, settings)
-        print(f"load: PostgreSQL {await conn.fetchval('SHOW server_version')} "
-              f"(shared_buffers {await conn.fetchval('SHOW shared_buffers')}); demo town areas; "
-              f"{args.riders:,} riders, {args.ledger:,} ledger rows over 2026, {args.reports:,} reports", flush=True)
-        first, last, small_scopes = await _load(conn, args)
+        if args.reuse and await conn.fetchval("SELECT count(*) > 0 FROM points_ledger"):
+            print(f"load: reusing database {BENCH_DATABASE} as an earlier --keep run left it", flush=True)
+            first, last = await conn.fetchrow("SELECT min(id), max(id) FROM members WHERE pseudonym LIKE 'RK%'")
+            small_scopes = [r["path"] for r in await conn.fetch(
+                "SELECT path FROM areas WHERE level IN ('community', 'grid') ORDER BY path")]
+        else:
+            first, last, small_scopes = await _generate(conn, settings, args)
         county = [await conn.fetchval("SELECT path FROM areas WHERE level = 'county'")]
         communities = [[p] for p in small_scopes if p.count("/") == 3]
         grids = [[p] for p in small_scopes if p.count("/") == 4]
@@ -267,12 +277,14 @@ def bench_rankings(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=1, help="concurrent callers (1: latency alone)")
     parser.add_argument("--keep", action="store_true", help="keep the data (data dir or database) afterwards")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure again on the database a --keep run left (configured server only)")
     args = parser.parse_args(argv)
     if min(args.riders, args.ledger, args.reports, args.samples, args.concurrency) < 1 or args.warmup < 0:
         parser.error("counts must be positive")
 
     with bench_runtime(prefix="gridrider-bench-rankings-", need_redis=False, keep=args.keep) as runtime, \
-            bench_database(runtime, BENCH_DATABASE, keep=args.keep) as settings:
+            bench_database(runtime, BENCH_DATABASE, keep=args.keep or args.reuse, reuse=args.reuse) as settings:
         print(machine_line(), flush=True)
         began = time.perf_counter()
         asyncio.run(_migrate(settings))
