@@ -90,8 +90,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "date_range_too_long": ("时间范围不能超过 366 天。", "The range may span at most 366 days."),
     "date_out_of_range": ("日期须在 2000-01-01 至 2099-12-31 之间。", "Dates must lie between 2000-01-01 and 2099-12-31."),
     "area_not_found": ("找不到该区域，或不在您的管辖范围内。", "No such area within your jurisdiction."),
+    # Open311 (open311/): rendered as GeoReport v2 errors, not problem+json.
+    "open311_invalid": ("请求参数有误。", "The request has invalid parameters."),
+    "open311_format": ("只提供 .json 和 .xml 两种格式。", "Only the .json and .xml formats are offered."),
+    "api_key_invalid": ("缺少 api_key，或 api_key 无效、已吊销。", "The api_key is missing, wrong or revoked."),
+    "outside_key_area": ("该位置不在此 api_key 的辖区内。", "This position lies outside the area of this api_key."),
+    "service_not_found": ("没有这个服务代码（service_code）。", "No such service_code."),
+    "token_not_found": ("没有这个 token。", "No such token."),
+    "location_required": ("需要 lat 和 long；本接口不按地址定位。", "lat and long are required; addresses are not geocoded here."),
+    "media_url_invalid": ("media_url 必须是 http 或 https 链接。", "media_url must be an http or https URL."),
+    "datetime_invalid": ("时间须为带时区的 W3C 格式，如 2026-11-26T10:00:00+08:00。", "Times must be W3C datetimes with a time zone, e.g. 2026-11-26T10:00:00+08:00."),
+    "range_too_long": ("start_date 与 end_date 相差不能超过 90 天。", "start_date and end_date may span at most 90 days."),
     # CSV exports (api/exports.py).
     "export_lang_unsupported": ("导出语言只能是 zh 或 en。", "The export language must be zh or en."),
+    # Member list filters (api/members.py).
+    "member_role_invalid": ("角色筛选只能是 courier、grid_member、supervisor 或 admin。", "The role filter must be courier, grid_member, supervisor or admin."),
+    "member_status_invalid": ("状态筛选只能是 active、deactivated 或 pseudonymised。", "The status filter must be active, deactivated or pseudonymised."),
+    "member_search_invalid": ("搜索内容需为 1 到 40 个字符，且不能包含控制字符。", "The search text must be 1 to 40 characters without control characters."),
+    "cursor_invalid": ("分页参数无效，请从第一页重新加载。", "The page cursor is invalid; reload from the first page."),
 }
 
 

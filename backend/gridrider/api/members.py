@@ -1,23 +1,37 @@
-"""Enrolment, sign-in and sign-out, the caller's own profile, and supervisors acting on their members."""
+"""Enrolment, sign-in and sign-out, the caller's own profile, and supervisors acting on their members.
+
+`GET /api/v1/members?role=&status=&q=&area=&cursor=&limit=` (supervisor, admin): the members with an
+area in the caller's subtree (admins: everyone), newest first, `limit` (1–100, default 50) a page.
+- `area`: only members with an area inside that area's subtree; it must lie inside the caller's
+  (unknown or foreign: 404 `area_not_found`, as every scope parameter).
+- `role`, `status`: exact filters. `q`: a piece of the pseudonym or name (case-insensitive, `%` and
+  `_` literal); four or more digits also match the end of the phone (riders quote their last four).
+  A shorter run of digits is not matched against phones, so `q=1` does not list everyone.
+- Phones whole, as the single-member endpoint shows them to supervisors and admins. `area_codes`
+  lists only the member's areas inside the caller's subtree (areas elsewhere are not theirs to see);
+  `manageable` says whether the caller may act on the member (the endpoints below answer 404 otherwise:
+  a member with an area outside the subtree, the caller themselves, another supervisor).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
-from gridrider.api.auth import ANY_MEMBER, PUBLIC, roles
+from gridrider.api.auth import ANY_MEMBER, PUBLIC, roles, scope_paths, subtree_paths
 from gridrider.api.ratelimit import Limit, RateLimiter
 from gridrider.api.schemas import MemberOut, RowId
 from gridrider.db import members as db_members
 from gridrider.db.members import MemberRow
 from gridrider.domain import enrolment
 from gridrider.domain.enrolment import EnrolmentInvalid, EnrolmentRequest, SignedIn, SignIn
-from gridrider.errors import NotFound, RateLimited
+from gridrider.domain.members import ROLES, within_subtrees
+from gridrider.errors import FieldError, NotFound, RateLimited, ValidationFailed, message_for
 from gridrider.jobs.queue import Tx
 from gridrider.services import Services
 
@@ -53,6 +67,57 @@ class SessionOut(msgspec.Struct, frozen=True):
 
 class AreasIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     area_codes: list[str]
+
+
+class MemberListItem(msgspec.Struct, frozen=True):
+    id: int
+    role: str
+    display_name: str | None
+    pseudonym: str
+    phone: str | None
+    platform: str | None
+    status: str
+    area_codes: list[str]  # those inside the caller's subtree
+    last_seen_at: dt.datetime | None  # the latest use of any session; None: never signed in
+    created_at: dt.datetime
+    manageable: bool  # whether the caller may deactivate, re-area, revoke or re-enrol this member
+
+
+class MemberPage(msgspec.Struct, frozen=True):
+    items: list[MemberListItem]
+    next_cursor: str | None
+
+
+MEMBER_PAGE_MAX = 100
+MEMBER_STATUSES = ("active", "deactivated", "pseudonymised")
+SEARCH_MAX_CHARS = 40
+PHONE_DIGITS_MIN = 4  # fewer digits would match a large share of all phones
+
+
+def _invalid(field: str, code: str) -> ValidationFailed:
+    # The field error carries the code, so the API edge gives its text in the caller's language.
+    return ValidationFailed(errors=[FieldError(field, code, message_for(code, "zh-CN"))])
+
+
+def _search(q: str | None) -> tuple[str | None, str | None]:
+    """`q` as (text matched in pseudonym and name, digits matched at the end of the phone)."""
+    if q is None or not q.strip():
+        return None, None
+    text = q.strip()
+    # Control characters match no name; NUL would even fail inside PostgreSQL (a 500, not a 422).
+    if len(text) > SEARCH_MAX_CHARS or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise _invalid("q", "member_search_invalid")
+    digits = text if text.isascii() and text.isdigit() and len(text) >= PHONE_DIGITS_MIN else None
+    return text, digits
+
+
+def _member_cursor(cursor: str | None) -> int | None:
+    """The id a page ended at; only what MemberPage.next_cursor holds (a positive bigint) is accepted."""
+    if not cursor:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18 or int(cursor) < 1:
+        raise _invalid("cursor", "cursor_invalid")
+    return int(cursor)
 
 
 class PrivacyNoticeOut(msgspec.Struct, frozen=True):
@@ -132,11 +197,50 @@ class MemberController(Controller):
     path = "/api/v1/members"
 
     @staticmethod
-    async def _member_in_reach(tx: Tx, me: MemberRow, member_id: int) -> MemberRow:
+    def _in_reach(me: MemberRow, member: MemberRow) -> bool:
+        return member.id != me.id and enrolment.could_enrol(me, member)
+
+    @classmethod
+    async def _member_in_reach(cls, tx: Tx, me: MemberRow, member_id: int) -> MemberRow:
         member = await db_members.member_by_id(tx.conn, member_id)
-        if member is None or member.id == me.id or not enrolment.could_enrol(me, member):
+        if member is None or not cls._in_reach(me, member):
             raise NotFound()
         return member
+
+    @classmethod
+    def _list_item(cls, me: MemberRow, visible: list[str] | None, row: db_members.MemberListed) -> MemberListItem:
+        m = row.member
+        return MemberListItem(
+            id=m.id, role=m.role, display_name=m.display_name, pseudonym=m.pseudonym, phone=m.phone,
+            platform=m.platform, status=m.status,
+            area_codes=[code for path, code in zip(m.area_paths, m.area_codes, strict=True)
+                        if within_subtrees(path, visible)],
+            last_seen_at=row.last_seen_at, created_at=row.created_at, manageable=cls._in_reach(me, m),
+        )
+
+    @get("/", operation_id="listMembers", opt=roles("admin", "supervisor"))
+    async def list_members(
+        self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow],
+        role: Annotated[str | None, QueryParameter(max_length=20)] = None,
+        status: Annotated[str | None, QueryParameter(max_length=20)] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        area: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=40)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MEMBER_PAGE_MAX)] = 50,
+    ) -> MemberPage:
+        if role is not None and role not in ROLES:
+            raise _invalid("role", "member_role_invalid")
+        if status is not None and status not in MEMBER_STATUSES:
+            raise _invalid("status", "member_status_invalid")
+        text, digits = _search(q)
+        before_id = _member_cursor(cursor)
+        visible = subtree_paths(me)
+        within = await scope_paths(tx.conn, me, area)
+        rows = await db_members.list_members(tx.conn, db_members.MemberListQuery(
+            within_paths=within, role=role, status=status, text=text, phone_suffix=digits, before_id=before_id,
+            limit=limit + 1))
+        items = [self._list_item(me, visible, row) for row in rows[:limit]]
+        return MemberPage(items=items, next_cursor=str(rows[limit - 1].member.id) if len(rows) > limit else None)
 
     @get("/{member_id:int}", operation_id="getMember", opt=roles("admin", "supervisor"))
     async def get_member(self, tx: NamedDependency[Tx], me: NamedDependency[MemberRow],

@@ -1,4 +1,5 @@
-"""SQL of the CSV exports, read through a server-side cursor on a connection held for the whole download.
+"""SQL of the CSV exports (incidents.csv, rankings.csv), read through a server-side cursor on a connection
+held for the whole download.
 
 A streamed response body is produced after its handler has returned, so it cannot use the request's
 transaction: `streamed_rows` acquires a connection of its own when the body starts, and gives it back
@@ -18,6 +19,11 @@ import msgspec
 
 from gridrider.clock import SHANGHAI
 from gridrider.db.pool import Pool
+
+# The ranking page's own rider filter ($1 period, $2 scope keys, $3 platform): the export must rank
+# exactly the riders the page ranks, so it shares the text rather than restating it.
+from gridrider.db.rankings import RIDER_FILTER
+from gridrider.db.rankings import scope_keys
 
 PREFETCH = 1000  # rows per cursor round trip: ~1 MB of records held at a time, few round trips
 
@@ -60,6 +66,37 @@ LEFT JOIN members m ON m.id = coalesce(i.first_reporter_id, o.reporter_id)
 WHERE i.created_at >= $3 AND i.created_at < $4
   AND ($5::text[] IS NULL OR a.path LIKE ANY ($5::text[]))
 ORDER BY i.id
+"""
+
+
+# Every rider of one ranking (period $1, scope keys $2, platform $3) in the page's order, points first.
+# - `rank()` is competition ranking — 1 + the riders with strictly more points — which is how the page
+#   counts (domain/rankings.py); ties share a rank.
+# - `ranked` (the riders in the ranking, for "top N%") is an uncorrelated subquery, evaluated once, in
+#   the same statement and so the same snapshot as the rows: a ledger row arriving mid-download cannot
+#   make a rank exceed the count. A `count(*) OVER ()` would hold every row back until the last was read.
+# - Report figures as the page shows them: rider_report_stats as of its last refresh (one key lookup per
+#   rider), open flags live. Rates are percentages with one decimal (a supervisor reads 33.3 under
+#   "(%)" more easily than 0.3333); NULL when the rider sent no report in the period.
+# A county-wide scope is a hash join and a sort before the first row (50,000 riders: ~0.5 s), the sort
+# spilling to temporary files past work_mem: memory stays bounded in PostgreSQL too.
+RIDERS_EXPORT_SQL = f"""
+SELECT rank() OVER (ORDER BY t.points DESC) AS rank,
+       n.ranked,
+       t.member_id, m.pseudonym, m.display_name, m.phone, t.platform, t.points,
+       coalesce(s.reports, 0) AS reports,
+       coalesce(s.accepted_reports, 0) AS accepted_reports,
+       t.first_reports, t.corroborations,
+       round(100.0 * s.accepted_reports / nullif(s.reports, 0), 1) AS acceptance_pct,
+       round(100.0 * s.duplicates / nullif(s.reports, 0), 1) AS duplicate_pct,
+       s.median_accept_s,
+       (SELECT count(*) FROM flags f WHERE f.member_id = t.member_id AND f.state = 'open') AS open_flags
+FROM ranking_totals t
+JOIN members m ON m.id = t.member_id
+CROSS JOIN (SELECT count(*) AS ranked FROM ranking_totals t WHERE {RIDER_FILTER}) n
+LEFT JOIN rider_report_stats s ON s.period = t.period AND s.member_id = t.member_id
+WHERE {RIDER_FILTER}
+ORDER BY t.points DESC, t.member_id
 """
 
 
@@ -107,5 +144,20 @@ def incident_rows(pool: Pool, query: IncidentExportQuery, *, prefetch: int = PRE
         pool, INCIDENTS_EXPORT_SQL, str(SHANGHAI), "en" if query.lang == "en" else "zh",
         query.start, query.end,
         None if query.subtree_paths is None else [path + "%" for path in query.subtree_paths],
+        prefetch=prefetch,
+    )
+
+
+class RankingExportQuery(msgspec.Struct, frozen=True):
+    period: str  # ranking_totals.period: 2026-11, 2026-Q4, 2026
+    subtree_paths: list[str] | None  # the ranking's scope (api.auth.scope_paths); None: everyone
+    platform: str | None
+
+
+def ranking_rows(pool: Pool, query: RankingExportQuery, *, prefetch: int = PREFETCH,
+                 ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[asyncpg.Record]]:
+    """Every ranked rider of a ranking, in the column order of RIDERS_EXPORT_SQL."""
+    return streamed_rows(
+        pool, RIDERS_EXPORT_SQL, query.period, scope_keys(query.period, query.subtree_paths), query.platform,
         prefetch=prefetch,
     )

@@ -80,6 +80,42 @@ SESSION_TOUCH_SQL = "UPDATE sessions SET last_seen_at = $2, expires_at = $3 WHER
 SESSION_REVOKE_SQL = "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL"
 SESSIONS_REVOKE_ALL_SQL = "UPDATE sessions SET revoked_at = $2 WHERE member_id = $1 AND revoked_at IS NULL"
 
+# One page of the member list, newest first (ids follow creation). The page is chosen first and only its
+# rows get their areas and last sighting, so a county's tens of thousands of riders cost one backward
+# walk of the primary key, never an aggregate over all of them.
+# $1: subtrees (LIKE patterns) a member needs an area in, NULL for everyone (an admin without `area`);
+# $2 role, $3 status; $4 a pattern for pseudonym or name (ILIKE, wildcards in the text escaped) and $5 one
+# for the phone's last digits — a member matching either is listed; $6 the id the previous page ended
+# at, $7 how many rows. Area codes hold no LIKE wildcards (a CHECK on areas.code), so paths are patterns.
+# The system account (Open311 intake) is no one to manage and never listed.
+MEMBER_LIST_SQL = """
+WITH page AS (
+    SELECT m.id, m.role, m.display_name, m.pseudonym, m.phone, m.platform, m.status, m.privacy_accepted_at,
+           m.created_at
+    FROM members m
+    WHERE m.role <> 'system'
+      AND ($1::text[] IS NULL OR EXISTS (
+              SELECT 1 FROM member_areas w JOIN areas wa ON wa.id = w.area_id
+              WHERE w.member_id = m.id AND wa.path LIKE ANY ($1::text[])))
+      AND ($2::text IS NULL OR m.role = $2)
+      AND ($3::text IS NULL OR m.status = $3)
+      AND (($4::text IS NULL AND $5::text IS NULL)
+           OR m.pseudonym ILIKE $4 OR m.display_name ILIKE $4 OR m.phone LIKE $5)
+      AND ($6::bigint IS NULL OR m.id < $6)
+    ORDER BY m.id DESC
+    LIMIT $7
+)
+SELECT p.*, coalesce(ar.area_paths, '{}') AS area_paths, coalesce(ar.area_codes, '{}') AS area_codes,
+       (SELECT max(s.last_seen_at) FROM sessions s WHERE s.member_id = p.id) AS last_seen_at
+FROM page p
+LEFT JOIN LATERAL (
+    SELECT array_agg(a.path ORDER BY a.path) AS area_paths, array_agg(a.code ORDER BY a.path) AS area_codes
+    FROM member_areas ma JOIN areas a ON a.id = ma.area_id
+    WHERE ma.member_id = p.id
+) ar ON true
+ORDER BY p.id DESC
+"""
+
 ENROLMENT_INSERT_SQL = """
 INSERT INTO enrolments (code_hash, member_id, role, area_ids, created_by, created_at, expires_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
@@ -121,6 +157,27 @@ class SessionMember(msgspec.Struct, frozen=True):
     session_id: int
     last_seen_at: dt.datetime
     member: MemberRow
+
+
+class MemberListQuery(msgspec.Struct, frozen=True):
+    within_paths: list[str] | None  # members with an area in one of these subtrees; None: everyone
+    role: str | None = None
+    status: str | None = None
+    text: str | None = None  # a piece of the pseudonym or the name, matched case-insensitively
+    phone_suffix: str | None = None  # the phone's last digits; a member matching this or `text` is listed
+    before_id: int | None = None  # the last id of the previous page
+    limit: int = 50
+
+
+class MemberListed(msgspec.Struct, frozen=True):
+    member: MemberRow  # with ALL the member's areas (whether the caller may act on them depends on all)
+    last_seen_at: dt.datetime | None  # the latest use of any of their sessions; None: never signed in
+    created_at: dt.datetime
+
+
+def _like_escaped(text: str) -> str:
+    """`text` as a LIKE pattern matching itself: its wildcards and the escape character taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _member(row) -> MemberRow:
@@ -204,3 +261,12 @@ async def record_failed_attempt(conn: Connection, enrolment_id: int, *, lock_aft
 
 async def use_enrolment(conn: Connection, enrolment_id: int, now: dt.datetime) -> None:
     await conn.execute(ENROLMENT_USE_SQL, enrolment_id, now)
+
+
+async def list_members(conn: Connection | Pool, query: MemberListQuery) -> list[MemberListed]:
+    text = f"%{_like_escaped(query.text)}%" if query.text is not None else None
+    phone = f"%{_like_escaped(query.phone_suffix)}" if query.phone_suffix is not None else None
+    within = None if query.within_paths is None else [path + "%" for path in query.within_paths]
+    rows = await conn.fetch(MEMBER_LIST_SQL, within, query.role, query.status, text, phone, query.before_id,
+                            query.limit)
+    return [MemberListed(member=_member(r), last_seen_at=r["last_seen_at"], created_at=r["created_at"]) for r in rows]

@@ -15,7 +15,7 @@ import msgspec
 from gridrider.db.dashboard import STAGES, judged_sql, on_time_sql
 from gridrider.db.pool import Connection, Pool
 
-_RIDER_FILTER = """
+RIDER_FILTER = """
 t.period = $1 AND t.ranked
 AND ($2::text[] IS NULL OR t.scope_keys && $2::text[])
 AND ($3::text IS NULL OR t.platform = $3)
@@ -41,7 +41,7 @@ class RiderTotal(msgspec.Struct, frozen=True):
 RIDER_PAGE_SQL = f"""
 SELECT t.member_id, t.points, t.first_reports, t.corroborations, m.pseudonym, m.display_name, t.platform
 FROM ranking_totals t JOIN members m ON m.id = t.member_id
-WHERE {_RIDER_FILTER}
+WHERE {RIDER_FILTER}
   AND ($4::bigint IS NULL OR t.points < $4 OR (t.points = $4 AND t.member_id > $5))
 ORDER BY t.points DESC, t.member_id
 LIMIT $6
@@ -50,7 +50,7 @@ LIMIT $6
 RIDER_ONE_SQL = f"""
 SELECT t.member_id, t.points, t.first_reports, t.corroborations, m.pseudonym, m.display_name, t.platform
 FROM ranking_totals t JOIN members m ON m.id = t.member_id
-WHERE {_RIDER_FILTER} AND t.member_id = $4
+WHERE {RIDER_FILTER} AND t.member_id = $4
 """
 
 # One pass over the scope's rows: how many rank, and how many are above the given points values.
@@ -60,7 +60,7 @@ SELECT count(*) AS ranked,
        count(*) FILTER (WHERE t.points >= $4) AS at_or_above_first,
        count(*) FILTER (WHERE t.points > $5) AS above_mine
 FROM ranking_totals t
-WHERE {_RIDER_FILTER}
+WHERE {RIDER_FILTER}
 """
 
 
