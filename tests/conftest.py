@@ -143,8 +143,8 @@ TRUNCATE_ALL_SQL = """
 DO $$
 DECLARE names text;
 BEGIN
-  SELECT string_agg(format('%I', tablename), ', ') INTO names
-  FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations';
+  SELECT string_agg(format('%I.%I', schemaname, tablename), ', ') INTO names
+  FROM pg_tables WHERE schemaname IN ('public', 'archive') AND tablename <> 'schema_migrations';
   EXECUTE 'TRUNCATE ' || names || ' RESTART IDENTITY CASCADE';
 END $$;
 """

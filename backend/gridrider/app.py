@@ -26,6 +26,7 @@ from gridrider.api.health import HealthController
 from gridrider.api.incidents import IncidentController
 from gridrider.api.media import MediaController
 from gridrider.api.members import EnrolmentController, MeController, MemberController, SessionController
+from gridrider.api.open311 import IncidentGeoJsonController, Open311Controller
 from gridrider.api.points import PointsController
 from gridrider.api.problems import EXCEPTION_HANDLERS
 from gridrider.api.push import PushController
@@ -38,7 +39,7 @@ from gridrider.api.webhooks import WebhookController
 from gridrider.clock import Clock, SystemClock
 from gridrider.config import Settings
 from gridrider.db.pool import create_pool
-from gridrider.images.blobs import BlobStore, LocalBlobStore
+from gridrider.images.blobs import BlobStore, build_blob_store
 from gridrider.jobs.queue import arq_redis
 from gridrider.push import build_push
 from gridrider.push.network import PushNetwork
@@ -50,7 +51,7 @@ API_CONTROLLERS = [
     ReportController, MediaController, PushController, IncidentController, PointsController,
     CalendarController, EventController, ChannelController, WebhookController,
     RewardController, ReviewController, RankingController, DashboardController, ExportController,
-    AreaController,
+    AreaController, Open311Controller, IncidentGeoJsonController,
 ]
 
 
@@ -70,7 +71,7 @@ def create_app(
             if settings.redis_url else None
         app.state.services = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
-            blobs=blobs or LocalBlobStore(settings.data_dir / "blobs"), push=push, stream_redis=stream_redis,
+            blobs=blobs or build_blob_store(settings), push=push, stream_redis=stream_redis,
         )
         app.state.limiter = RateLimiter(redis)
         try:

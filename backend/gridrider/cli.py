@@ -1,4 +1,4 @@
-"""The `gridrider` command: up, api, worker, migrate, demo, vapid-keys, bench."""
+"""The `gridrider` command: up, api, worker, migrate, demo, vapid-keys, apikey, archive, bench."""
 
 from __future__ import annotations
 
@@ -414,6 +414,96 @@ def area_report_lines(report: AreaImportReport, file: str, listed: int = 20) -> 
     return out
 
 
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """Open311 API keys of city systems: `create --name N --area CODE` (the key is printed once), `list`,
+    `revoke NAME`."""
+    args.name = args.name or args.key_name
+    if args.action in ("create", "revoke") and not args.name:
+        print(f"gridrider: apikey {args.action} needs a name", file=sys.stderr)
+        return 2
+    if args.action == "create" and not args.area:
+        print("gridrider: apikey create needs --area CODE (the subtree the key may file in and read)",
+              file=sys.stderr)
+        return 2
+    # The key is stored as a keyed hash under the session secret, as session tokens are: creating needs it.
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_secrets=args.action == "create", need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        return asyncio.run(_apikey(runtime.settings, args))
+    finally:
+        stop_embedded(runtime.embedded)
+
+
+async def _apikey(settings: Settings, args: argparse.Namespace) -> int:
+    from gridrider.clock import format_local
+    from gridrider.db import apikeys as db_apikeys
+    from gridrider.db.pool import connect
+    from gridrider.open311 import keys
+
+    now = SystemClock().now()
+    conn = await connect(settings.database_url)
+    try:
+        if args.action == "list":
+            rows = await db_apikeys.list_keys(conn)
+            for row in rows:
+                state = f"revoked {format_local(row.revoked_at, 'en')}" if row.revoked_at else "live"
+                created_at = format_local(row.created_at, "en")
+                print(f"{row.name}  area {row.area_code}  {row.key_prefix}…  created {created_at}  {state}"
+                      f"  member {row.member_id}")
+            if not rows:
+                print("no API keys")
+            return 0
+        try:
+            async with conn.transaction():
+                if args.action == "create":
+                    created = await keys.create_key(conn, name=args.name, area_code=args.area,
+                                                    secret=settings.session_secret, now=now)
+                else:
+                    row, was_live = await keys.revoke_key(conn, name=args.name, now=now)
+        except keys.ApiKeyError as exc:
+            print(f"gridrider: apikey {args.action} refused: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        await conn.close()
+    if args.action == "create":
+        print(f"created API key {created.row.name} for area {created.row.area_code}"
+              f" (files as system member {created.row.member_id})")
+        print(f"key: {created.key}")
+        print("This is the only time the key is shown; store it in the city system now.")
+    elif was_live:
+        print(f"revoked API key {row.name}; its requests now get 403")
+    else:
+        print(f"API key {row.name} was already revoked")
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """Archive finished incidents now (the daily job does the same), or with --dry-run say what would move."""
+    runtime = resolve_runtime(_load(), allow_embedded=True, need_secrets=False, need_redis=False)
+    try:
+        asyncio.run(_migrate(runtime.settings))
+        return asyncio.run(_archive(runtime.settings, dry_run=args.dry_run))
+    finally:
+        stop_embedded(runtime.embedded)
+
+
+async def _archive(settings: Settings, *, dry_run: bool) -> int:
+    from gridrider.db.pool import create_pool
+    from gridrider.jobs.archive import ArchiveBusy, archive_incidents_now, report_lines
+
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        run = await archive_incidents_now(pool, settings, SystemClock().now(), dry_run=dry_run)
+    except ArchiveBusy:
+        print("gridrider: archive refused: another process is archiving now", file=sys.stderr)
+        return 1
+    finally:
+        await pool.close()
+    for line in report_lines(run):
+        print(line)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridrider.bench import run_bench
 
@@ -525,6 +615,15 @@ def build_parser() -> argparse.ArgumentParser:
     areas.add_argument("--dry-run", action="store_true", help="check and report only; write nothing")
     areas.add_argument("--strict", action="store_true", help="refuse on warnings too (grid overlaps, gaps)")
     areas.set_defaults(run=cmd_areas)
+    apikey = sub.add_parser("apikey", help="Open311 API keys of city systems: create, list, revoke")
+    apikey.add_argument("action", choices=["create", "list", "revoke"])
+    apikey.add_argument("key_name", nargs="?", help="revoke: the key's name")
+    apikey.add_argument("--name", help="create: a unique name, e.g. 12345-hotline")
+    apikey.add_argument("--area", help="create: area code whose subtree the key files in and reads")
+    apikey.set_defaults(run=cmd_apikey)
+    archive = sub.add_parser("archive", help="move finished incidents past GRIDRIDER_ARCHIVE_AFTER_DAYS to the archive")
+    archive.add_argument("--dry-run", action="store_true", help="print what would move and what stays; write nothing")
+    archive.set_defaults(run=cmd_archive)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

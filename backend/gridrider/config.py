@@ -23,6 +23,10 @@ DEFAULT_PUSH_HOSTS = (
     "*.notify.windows.com",
 )
 _PUSH_HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# S3's bucket naming rules (Aliyun OSS's are a subset): 3–63 lowercase letters, digits, dots and hyphens.
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Path segments of plain characters: a prefix is part of every object name, so nothing to escape or resolve.
+_PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,6 +36,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     # Where embedded databases, generated secrets and local photo blobs live.
     data_dir: Path = Path("./var")
+    # Where photos are kept: "local" (files under the data dir; one box) or "s3" (a bucket of an S3-compatible
+    # service such as AWS S3, MinIO or Aliyun OSS, shared by every API and worker process).
+    blob_store: str = "local"
+    # S3 endpoint URL; empty → AWS S3's own endpoint for the region. http:// only for a private network.
+    s3_endpoint: str = ""
+    # Bucket that holds the photos (created beforehand); required when blob_store is "s3".
+    s3_bucket: str = ""
+    # Region that requests are signed for.
+    s3_region: str = "us-east-1"
+    # "path" (endpoint/bucket/key: MinIO) or "virtual" (bucket.endpoint/key: Aliyun OSS, AWS's preferred form).
+    s3_addressing: str = "path"
+    # Access key id; empty (and no secret) → the AWS credential chain (AWS_* env, web identity, instance role).
+    s3_access_key_id: str = ""
+    # Secret access key; from the environment or a file (…_FILE); never logged.
+    s3_secret_access_key: str = ""
+    # Folder in the bucket for this deployment's photos ("gridrider/prod"); empty → the bucket's root.
+    s3_prefix: str = ""
     # Address the API listens on.
     host: str = "127.0.0.1"
     # Port the API listens on.
@@ -85,6 +106,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     orphan_blob_age_s: int = 3600
     # Days a finished job row is kept before pruning.
     done_job_retention_days: int = 7
+    # Days after an incident closed (or was rejected for good) before its photos' blobs are deleted.
+    photo_retention_days: int = 365
+    # Days after a member's deactivation before their name and phone are removed (pseudonymised).
+    member_retention_days: int = 180
+    # Days audit events (incident_events) stay in the hot table at least; never under 183 (DESIGN §8: 6 months).
+    audit_retention_days: int = 365
+    # Days after an incident finished before the archive job moves it out of the hot tables.
+    archive_after_days: int = 400
     # Anti-gaming `pair_collusion` (one grid member accepting most of one rider's reports, fast): the
     # share of the rider's reports in the window that member accepted, at or above which it is suspect.
     pair_collusion_min_share: float = 0.6
@@ -94,6 +123,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pair_collusion_window_days: int = 30
     # …and only when the median time from the report's receipt to that member's accept is at most this.
     pair_collusion_max_median_s: int = 120
+    # Open311: how to reach this deployment's operators, shown in discovery.{json,xml} (`contact`).
+    open311_contact: str = "Ask the operators of this gridrider deployment."
+    # Open311: service requests one API key may POST per hour (life-safety services are never limited).
+    open311_requests_per_hour: int = 600
 
 
 # name in the environment → (field, parser)
@@ -101,6 +134,14 @@ _ENV = {
     "DATABASE_URL": "database_url",
     "REDIS_URL": "redis_url",
     "GRIDRIDER_DATA_DIR": "data_dir",
+    "GRIDRIDER_BLOB_STORE": "blob_store",
+    "GRIDRIDER_S3_ENDPOINT": "s3_endpoint",
+    "GRIDRIDER_S3_BUCKET": "s3_bucket",
+    "GRIDRIDER_S3_REGION": "s3_region",
+    "GRIDRIDER_S3_ADDRESSING": "s3_addressing",
+    "GRIDRIDER_S3_ACCESS_KEY_ID": "s3_access_key_id",
+    "GRIDRIDER_S3_SECRET_ACCESS_KEY": "s3_secret_access_key",
+    "GRIDRIDER_S3_PREFIX": "s3_prefix",
     "GRIDRIDER_HOST": "host",
     "GRIDRIDER_PORT": "port",
     "GRIDRIDER_PUBLIC_URL": "public_url",
@@ -127,17 +168,25 @@ _ENV = {
     "GRIDRIDER_MAX_BODY_BYTES": "max_body_bytes",
     "GRIDRIDER_ORPHAN_BLOB_AGE_S": "orphan_blob_age_s",
     "GRIDRIDER_DONE_JOB_RETENTION_DAYS": "done_job_retention_days",
+    "GRIDRIDER_PHOTO_RETENTION_DAYS": "photo_retention_days",
+    "GRIDRIDER_MEMBER_RETENTION_DAYS": "member_retention_days",
+    "GRIDRIDER_AUDIT_RETENTION_DAYS": "audit_retention_days",
+    "GRIDRIDER_ARCHIVE_AFTER_DAYS": "archive_after_days",
     "GRIDRIDER_PAIR_COLLUSION_MIN_SHARE": "pair_collusion_min_share",
     "GRIDRIDER_PAIR_COLLUSION_MIN_REPORTS": "pair_collusion_min_reports",
     "GRIDRIDER_PAIR_COLLUSION_WINDOW_DAYS": "pair_collusion_window_days",
     "GRIDRIDER_PAIR_COLLUSION_MAX_MEDIAN_S": "pair_collusion_max_median_s",
+    "GRIDRIDER_OPEN311_CONTACT": "open311_contact",
+    "GRIDRIDER_OPEN311_REQUESTS_PER_HOUR": "open311_requests_per_hour",
 }
 ENV_NAME_OF_FIELD = {field: env for env, field in _ENV.items()}
 # A secret may also be given as a path in NAME_FILE (Docker/Kubernetes secrets).
 SECRET_FIELDS = ("session_secret", "url_signing_secret", "vapid_private_key")
 # Secrets a deployment may leave unset (their channel is then off); also accepted as NAME_FILE.
-OPTIONAL_SECRET_FIELDS = ("aliyun_access_key_secret",)
+OPTIONAL_SECRET_FIELDS = ("aliyun_access_key_secret", "s3_secret_access_key")
 SMS_TEMPLATE_KINDS = ("life_safety", "escalation")
+# DESIGN §8: audit events are kept at least 6 months; no setting may archive or purge them sooner.
+AUDIT_RETENTION_MIN_DAYS = 183
 
 
 def _check_url(env: str, value: str, schemes: tuple[str, ...]) -> None:
@@ -201,9 +250,29 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         if missing:
             raise SettingsError(f"{', '.join(missing)}: needed when GRIDRIDER_SMS_PROVIDER=aliyun "
                                 f"(templates for {', '.join(SMS_TEMPLATE_KINDS)})")
+    if settings.blob_store == "s3":
+        _check_s3(settings)
+    _check_retention(settings)
     if not settings.public_url:
         settings = msgspec.structs.replace(settings, public_url=f"http://{settings.host}:{settings.port}")
     return settings
+
+
+def _check_s3(settings: Settings) -> None:
+    if not settings.s3_bucket:
+        raise SettingsError("GRIDRIDER_S3_BUCKET: needed when GRIDRIDER_BLOB_STORE=s3")
+    # One without the other is a half-pasted credential; failing here beats a signature error on the first photo.
+    if bool(settings.s3_access_key_id) != bool(settings.s3_secret_access_key):
+        raise SettingsError("GRIDRIDER_S3_ACCESS_KEY_ID, GRIDRIDER_S3_SECRET_ACCESS_KEY: give both, or neither "
+                            "to use the AWS credential chain")
+
+
+def _check_retention(settings: Settings) -> None:
+    # Checked on the built Settings, not while parsing, so values passed in code are held to it too.
+    if settings.audit_retention_days < AUDIT_RETENTION_MIN_DAYS:
+        raise SettingsError(
+            f"GRIDRIDER_AUDIT_RETENTION_DAYS: must be at least {AUDIT_RETENTION_MIN_DAYS} (audit events are kept "
+            f"at least 6 months), got {settings.audit_retention_days}")
 
 
 def _parse(name: str, field: str, raw: str) -> object:
@@ -220,12 +289,51 @@ def _parse(name: str, field: str, raw: str) -> object:
             return raw.rstrip("/")
         case "data_dir":
             return Path(raw)
+        case "blob_store":
+            if raw not in ("local", "s3"):
+                raise SettingsError(f"{name}: expected local or s3, got {raw!r}")
+            return raw
+        case "s3_endpoint":
+            _check_url(name, raw, ("http", "https"))
+            return raw.rstrip("/")
+        case "s3_bucket":
+            if not _BUCKET_RE.fullmatch(raw) or ".." in raw:
+                raise SettingsError(f"{name}: expected a bucket name (3–63 lowercase letters, digits, '.', '-'), "
+                                    f"got {raw!r}")
+            return raw
+        case "s3_region":
+            if not re.fullmatch(r"[a-z0-9-]{2,40}", raw):
+                raise SettingsError(f"{name}: expected a region name such as us-east-1, got {raw!r}")
+            return raw
+        case "s3_addressing":
+            if raw not in ("path", "virtual"):
+                raise SettingsError(f"{name}: expected path or virtual, got {raw!r}")
+            return raw
+        case "s3_access_key_id":
+            return raw
+        case "s3_secret_access_key":
+            # No length rule: providers differ (MinIO allows 8 characters); the value is never echoed.
+            return raw.strip()
+        case "s3_prefix":
+            prefix = raw.strip("/")
+            if not _PREFIX_RE.fullmatch(prefix) or any(part in (".", "..") for part in prefix.split("/")):
+                raise SettingsError(f"{name}: expected folder names joined by '/' (letters, digits, '.', '_', '-'), "
+                                    f"got {raw!r}")
+            return prefix
         case "port":
             return _positive_int(name, raw, high=65535)
         case "job_lease_s" | "job_max_attempts" | "relay_every_s" | "orphan_blob_age_s":
             return _positive_int(name, raw)
         case "done_job_retention_days":
             return _positive_int(name, raw, high=3650)
+        case "member_retention_days":
+            return _positive_int(name, raw, high=36_500)
+        # At least a month: a supervisor reviewing or reopening a recently closed incident still needs it.
+        case "photo_retention_days" | "archive_after_days":
+            return _positive_int(name, raw, low=30, high=36_500)
+        case "audit_retention_days":
+            # The floor is checked for every source of settings in _check_retention; here only the shape.
+            return _positive_int(name, raw, low=0, high=36_500)
         case "max_body_bytes":
             return _positive_int(name, raw, low=1024)
         case "job_backoff_s":
@@ -294,6 +402,12 @@ def _parse(name: str, field: str, raw: str) -> object:
             return _positive_int(name, raw, high=365)
         case "pair_collusion_max_median_s":
             return _positive_int(name, raw, high=86_400)
+        case "open311_contact":
+            if len(raw) > 500:
+                raise SettingsError(f"{name}: at most 500 characters")
+            return raw
+        case "open311_requests_per_hour":
+            return _positive_int(name, raw, high=1_000_000)
         case "host":
             return raw
         case "publish_schema":

@@ -809,3 +809,12 @@ async def test_fixed_answers_close_no_door_and_the_window_ends_after_7_days(
     assert await nearby(client, cast.rider3, HERE) == []
     reply = await verify(client, cast.rider3, a, "not_fixed", HERE)
     assert reply.status_code == 409
+
+
+@pytest.mark.parametrize("params", [{"category": "garbage\x00"}, {"area": "ZW\x00"}, {"category": "GARBAGE"},
+                                    {"area": "ZW/%"}])
+async def test_inbox_filters_outside_the_codes_alphabet_are_422_not_500(client, params, login):
+    supervisor = await login("supervisor", "13911119999", ["ZW-ZWZ-C02"])
+    reply = await client.get("/api/v1/incidents", params=params, headers=supervisor.headers)
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["errors"][0]["field"] in params

@@ -1,4 +1,4 @@
-"""The two housekeeping jobs, run through the job table and a real worker."""
+"""The housekeeping jobs, run through the job table and a real worker (retention: test_retention.py)."""
 
 import datetime as dt
 import os
@@ -15,11 +15,24 @@ async def _maintenance_jobs(db) -> dict[str, str]:
 
 
 async def test_maintenance_is_scheduled_once_per_hour_whoever_asks(services, db):
-    assert await schedule_maintenance(services) == 2
+    assert await schedule_maintenance(services) == 5  # 2 hourly + 3 daily (retention, archive)
     assert await schedule_maintenance(services) == 0  # a second worker's cron in the same hour
     services.clock.advance(hours=1)
-    assert await schedule_maintenance(services) == 2
-    assert await db.fetchval("SELECT count(*) FROM jobs") == 4
+    assert await schedule_maintenance(services) == 2  # the daily ones wait for the next Shanghai day
+    assert await db.fetchval("SELECT count(*) FROM jobs") == 7
+
+
+async def test_retention_and_archive_are_scheduled_once_per_shanghai_day(services, db):
+    # T0 is 10:00 in Shanghai: 13:30 later is 23:30 the same day, 14:30 later 00:30 the next.
+    await schedule_maintenance(services)
+    services.clock.advance(hours=13, minutes=30)
+    await schedule_maintenance(services)
+    services.clock.advance(hours=1)
+    await schedule_maintenance(services)
+    rows = await db.fetch("SELECT kind, count(*) AS n FROM jobs GROUP BY kind")
+    assert {r["kind"]: r["n"] for r in rows} == {
+        "prune_jobs": 3, "sweep_orphan_blobs": 3, "purge_photos": 2, "pseudonymise_members": 2,
+        "archive_incidents": 2}
 
 
 async def test_prune_jobs_removes_done_rows_older_than_seven_days(services, settings, clock, db):

@@ -141,12 +141,12 @@ class VerificationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lon: float
 
 
-def _cursor(row: dict[str, Any]) -> str:
+def inbox_cursor(row: dict[str, Any]) -> str:
     raw = msgspec.json.encode([row["life_safety"], row["sort_due"].isoformat(), row["id"]])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[bool, dt.datetime, int] | None:
+def decode_inbox_cursor(cursor: str | None) -> tuple[bool, dt.datetime, int] | None:
     if not cursor:
         return None
     try:
@@ -185,9 +185,10 @@ class IncidentController(Controller):
         self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
         # `state` is a name Litestar reserves for the app state, hence the alias.
         states: Annotated[list[str] | None, QueryParameter(name="state", max_items=7)] = None,
-        category: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        # Patterns as the tables' CHECKs: nothing else can match, and a NUL must not reach PostgreSQL (a 500).
+        category: Annotated[str | None, QueryParameter(max_length=64, pattern=r"^[a-z][a-z0-9_]*$")] = None,
         overdue: FromQuery[bool | None] = None, life_safety: FromQuery[bool | None] = None,
-        area: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        area: Annotated[str | None, QueryParameter(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
     ) -> IncidentPage:
@@ -197,14 +198,14 @@ class IncidentController(Controller):
         rows = await incident_views.incident_page(
             services.pool, capacity=_capacity(me), member_id=me.id, is_admin=me.role == "admin", limit=limit + 1,
             states=states, category=category, overdue=overdue, life_safety=life_safety, area_code=area,
-            after=_decode_cursor(cursor))
+            after=decode_inbox_cursor(cursor))
         items = [IncidentItem(
             id=r["id"], category=r["category"], category_zh=r["category_zh"], category_en=r["category_en"],
             life_safety=r["life_safety"], state=r["state"], cycle=r["cycle"], lat=r["lat"], lon=r["lon"],
             report_count=r["report_count"], area_code=r["area_code"], area_zh=r["area_zh"],
             stage_due_at=r["stage_due_at"], seconds_left=_seconds_left(r["stage_due_at"], now),
             overdue=r["overdue"], complex_state=r["complex_state"]) for r in rows[:limit]]
-        return IncidentPage(items=items, next_cursor=_cursor(rows[limit - 1]) if len(rows) > limit else None)
+        return IncidentPage(items=items, next_cursor=inbox_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
     @get("/nearby", operation_id="nearbyIncidents", opt=roles("courier"))
     async def nearby(

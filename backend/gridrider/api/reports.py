@@ -31,7 +31,7 @@ from gridrider.domain.reports import (
     client_id_of,
     validate_meta,
 )
-from gridrider.errors import DomainError, FieldError, NotFound, RateLimited, ValidationFailed
+from gridrider.errors import DomainError, FieldError, NotFound, RateLimited, ReportArchived, ValidationFailed
 from gridrider.images.blobs import new_blob_key
 from gridrider.images.sniff import MAX_PHOTO_BYTES, PhotoRejected, SniffedPhoto, sniff_photo
 from gridrider.images.urls import signed_photo_path
@@ -248,7 +248,10 @@ class ReportController(Controller):
     async def _replay(conn: Connection, services: Services, me: MemberRow, report_id: int,
                       fingerprint: bytes) -> Response[ReportOut]:
         report = await db_reports.own_report(conn, report_id, me.id)
-        assert report is not None
+        if report is None:
+            # The key outlives its report (report_keys are kept forever; jobs/archive.py moves old
+            # reports out of the hot tables): a replay that old gets a clear answer, not a 500.
+            raise ReportArchived(f"report {report_id} of client_id replay is archived")
         if report.body_fingerprint != fingerprint:
             raise ClientIdReused()
         return Response(report_out(report, services), status_code=200)

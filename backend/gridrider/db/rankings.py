@@ -141,12 +141,18 @@ SELECT p.period, r.reporter_id, count(*),
        percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM i.accepted_at - r.received_at))
            FILTER (WHERE i.accepted_at >= r.received_at),
        $2
-FROM reports r
-LEFT JOIN incidents i ON i.id = r.incident_id
+FROM (SELECT id, reporter_id, received_at, incident_id FROM reports WHERE reporter_id = ANY($1::bigint[])
+      UNION ALL
+      SELECT id, reporter_id, received_at, incident_id FROM archive.reports WHERE reporter_id = ANY($1::bigint[])
+     ) r
+-- Archived reports and incidents (jobs/archive.py) still count: a period's figures must not shrink
+-- when its old incidents leave the hot tables.
+LEFT JOIN (SELECT id, state, origin_report_id, accepted_at FROM incidents
+           UNION ALL
+           SELECT id, state, origin_report_id, accepted_at FROM archive.incidents) i ON i.id = r.incident_id
 CROSS JOIN LATERAL (VALUES (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM')),
                            (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-"Q"Q')),
                            (to_char(r.received_at AT TIME ZONE 'Asia/Shanghai', 'YYYY'))) AS p (period)
-WHERE r.reporter_id = ANY($1::bigint[])
 GROUP BY p.period, r.reporter_id
 ON CONFLICT (period, member_id) DO UPDATE
     SET reports = excluded.reports, accepted_reports = excluded.accepted_reports,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from gridrider.clock import local_day
 from gridrider.db import blobs as db_blobs
 from gridrider.db import jobs as db_jobs
 from gridrider.jobs.queue import transaction
@@ -47,11 +48,19 @@ async def _delete_unreferenced(call: JobCall, keys: list[str]) -> int:
     return len(orphans)
 
 
+HOURLY_KINDS = ("prune_jobs", "sweep_orphan_blobs")
+# Retention (jobs/retention.py) and archiving (jobs/archive.py): once per Asia/Shanghai day, so the first
+# cron after local midnight writes them and they run in the quiet hours.
+DAILY_KINDS = ("purge_photos", "pseudonymise_members", "archive_incidents")
+
+
 async def schedule_maintenance(services: Services) -> int:
-    """Once per hour (whichever worker's cron fires first) write one row of each housekeeping job."""
-    hour = services.clock.now().strftime("%Y-%m-%dT%H")
+    """Write one row of each housekeeping job per hour or day, whichever worker's cron fires first."""
+    now = services.clock.now()
+    hour, day = now.strftime("%Y-%m-%dT%H"), local_day(now).isoformat()
     async with transaction(
         services.pool, services.clock, services.redis, max_attempts=services.settings.job_max_attempts
     ) as tx:
-        made = [await tx.add_job(kind, dedupe_key=hour) for kind in ("prune_jobs", "sweep_orphan_blobs")]
+        made = [await tx.add_job(kind, dedupe_key=hour) for kind in HOURLY_KINDS]
+        made += [await tx.add_job(kind, dedupe_key=day) for kind in DAILY_KINDS]
     return sum(job is not None for job in made)

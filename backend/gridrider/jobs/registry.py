@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gridrider.jobs import maintenance, notify, photos, pipeline, wecom
+from gridrider.jobs import archive, maintenance, notify, photos, pipeline, retention, wecom
 from gridrider.jobs.queue import DEFAULT_QUEUE, queue_for
 from gridrider.jobs.runner import DeadHandler, Handler
 
@@ -19,6 +19,10 @@ class JobKind:
 JOB_KINDS: dict[str, JobKind] = {
     "prune_jobs": JobKind(maintenance.prune_jobs),
     "sweep_orphan_blobs": JobKind(maintenance.sweep_orphan_blobs),
+    # Daily retention and archiving: long runs, cut into batches that commit on their own.
+    "purge_photos": JobKind(retention.purge_photos, lease_s=retention.LONG_JOB_LEASE_S),
+    "pseudonymise_members": JobKind(retention.pseudonymise_members),
+    "archive_incidents": JobKind(archive.archive_incidents, lease_s=retention.LONG_JOB_LEASE_S),
     "process_report": JobKind(pipeline.process_report, on_dead=pipeline.on_process_report_dead),
     # Its own attempts are many: it is the last resort for a report whose processing kept failing.
     "route_report_minimal": JobKind(pipeline.route_report_minimal),
