@@ -22,8 +22,7 @@ from gridrider.db.pool import Pool
 
 # The ranking page's own rider filter ($1 period, $2 scope keys, $3 platform): the export must rank
 # exactly the riders the page ranks, so it shares the text rather than restating it.
-from gridrider.db.rankings import RIDER_FILTER
-from gridrider.db.rankings import scope_keys
+from gridrider.db.rankings import RIDER_FILTER, scope_keys
 
 PREFETCH = 1000  # rows per cursor round trip: ~1 MB of records held at a time, few round trips
 

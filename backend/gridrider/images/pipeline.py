@@ -6,7 +6,8 @@ memory and CPU limits stand behind the checks made here.
 Steps, and why:
 
 1. Open with the JPEG, PNG or WebP plugin only; Pillow's decompression-bomb *warning* is an error,
-   and more than `MAX_PIXELS` (50 MP, the intake limit) is refused before any pixel is decoded.
+   and more than `MAX_PIXELS` (50 MP, the intake limit) is refused before any pixel is decoded, as
+   is a JPEG of more than `MAX_JPEG_SCANS` scans (see there).
 2. JPEG draft (DCT-scaled) decoding: libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of
    the cost. `draft()` only scales down while the result still covers the requested box in BOTH
    dimensions, so the box asked for is the display size itself, in the file's stored orientation
@@ -36,6 +37,7 @@ whose allocator is tuned as the sandbox's child is (`sandbox.tune_allocator`).
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import msgspec
@@ -96,6 +98,20 @@ _TRANSPOSE = {
 }
 
 _FORMATS = ("JPEG", "PNG", "WEBP")
+
+# libjpeg decodes each scan of a progressive JPEG over the whole image, and the standard's EOB runs let
+# a scan of ~60 bytes skip millions of blocks: a 2 MB file of 20,000 scans on a 49 MP canvas passes
+# intake and then spins the decoder until the sandbox's CPU limit (libjpeg-turbo's report LJT-01-003,
+# whose TurboJPEG API has the same kind of guard, TJFLAG_LIMITSCANS; tests/images/hostile_corpus.py
+# builds such a file). Encoders write 1 (baseline) to about 12 scans. Each scan costs ~10 ms at 49 MP
+# here, so 100 scans bound that file to about a second of CPU (500 would still be 5 s).
+MAX_JPEG_SCANS = 100
+# Marker segments walked before giving up: a real photo has a few dozen (a few hundred ICC/MPF
+# segments at most); millions of 4-byte segments would make this Python walk itself the slow part.
+_MAX_JPEG_SEGMENTS = 5000
+# In entropy-coded data 0xFF is followed by 0x00 (stuffing) or a restart marker; anything else (but a
+# fill byte) is the next marker. The search runs in C, so skipping 12 MB of scan data costs ~ms.
+_NEXT_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 
 # Reused-photo threshold on `dhash64` (DESIGN §2 step 4), from tests/images/test_reuse_threshold.py
 # on the real photos of ../shared/photos (9 street photos of one town, 15 camera photos):
@@ -177,8 +193,31 @@ def fit_within(size: tuple[int, int], max_px: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+def _check_jpeg_scans(data: bytes) -> None:
+    """Refuse a JPEG of more than MAX_JPEG_SCANS scans before libjpeg starts on them (see above)."""
+    pos = 2  # after SOI
+    scans = 0
+    for _ in range(_MAX_JPEG_SEGMENTS):
+        found = _NEXT_JPEG_MARKER.search(data, pos)  # also steps over fill bytes and junk, as libjpeg does
+        if found is None:
+            return  # truncated: libjpeg says so
+        marker, pos = data[found.start() + 1], found.end()
+        if marker == 0xD9:  # EOI of the first image; what follows (MPO images, trailers) is not decoded
+            return
+        if marker == 0x01:  # TEM: no length field
+            continue
+        pos += int.from_bytes(data[pos : pos + 2], "big")
+        if marker == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise PhotoFailed("undecodable", f"JPEG of more than {MAX_JPEG_SCANS} scans")
+    raise PhotoFailed("undecodable", f"JPEG of more than {_MAX_JPEG_SEGMENTS} marker segments")
+
+
 def _display_pixels(data: bytes) -> Image.Image:
     """Decoded, RGB, display-sized, upright pixels in a new image that carries nothing else."""
+    if data.startswith(b"\xff\xd8"):
+        _check_jpeg_scans(data)
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
