@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Tests use DATABASE_URL / REDIS_URL when set, else embedded servers; -n spreads them over the cores.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: up test install install-test lint lock bench clean
+.PHONY: up test install install-test chromium lint lock bench clean
 
 up: install
 	$(BIN)/gridrider up --demo
@@ -17,7 +17,7 @@ test: install-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install-test: $(VENV)/.installed-test chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ $(VENV)/.installed-test: requirements-test.lock pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --require-hashes -r requirements-test.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed
+
+# The browser tests (tests/pwa) drive Debian's chromium — never `playwright install`, which downloads
+# its own builds — plus a CJK and an emoji font so the screenshots show the app's text. Installed here
+# when we are root with apt-get; otherwise say so once: tests/pwa then FAILS (it never skips) with the
+# same advice, so a CI without a browser cannot pass by not testing the app.
+CHROMIUM_PACKAGES := chromium fonts-wqy-microhei fonts-noto-color-emoji
+chromium:
+	@{ command -v chromium >/dev/null 2>&1 && { ! command -v dpkg >/dev/null 2>&1 || dpkg -s $(CHROMIUM_PACKAGES) >/dev/null 2>&1; }; } \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CHROMIUM_PACKAGES); } \
+	  || echo "make: chromium is missing and cannot be installed here (needs root and apt-get): apt-get install $(CHROMIUM_PACKAGES)"
 
 lint: install-test
 	$(BIN)/ruff check backend tests

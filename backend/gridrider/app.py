@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from litestar import Litestar, Router
+from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
 from gridrider import __version__
@@ -54,6 +56,42 @@ API_CONTROLLERS = [
     AreaController, Open311Controller, IncidentGeoJsonController,
 ]
 
+# The PWA's pages and files only (API responses are JSON and never rendered): scripts and styles from
+# our own origin, no inline script or style, no plugins, no framing; photos come from /api/v1/photos
+# (same origin) and local previews are blob: URLs. Trusted Types turns any innerHTML-style sink into an
+# error, so "user text is rendered as text" is enforced by the browser, not only by review; the one
+# policy allowed (pwa/js/app.js) vouches for a single script URL, the service worker's.
+PWA_CSP = "; ".join((
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' blob:", "connect-src 'self'",
+    "worker-src 'self'", "manifest-src 'self'", "object-src 'none'", "base-uri 'none'", "form-action 'self'",
+    "frame-ancestors 'none'", "require-trusted-types-for 'script'", "trusted-types gridrider-sw",
+))
+PWA_HEADERS = {
+    "content-security-policy": PWA_CSP,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",  # a tap on a map link tells AMap nothing about where it came from
+    "permissions-policy": "geolocation=(self), camera=(self), microphone=()",
+    # Revalidate every shell file (an ETag round trip): the service worker, not the HTTP cache, keeps the
+    # app working offline, and a stale sw.js or index.html would delay an update.
+    "cache-control": "no-cache",
+}
+
+
+def pwa_headers(app: ASGIApp) -> ASGIApp:
+    """Security headers on everything the static PWA router answers (its files and its 404s)."""
+
+    async def with_headers(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in PWA_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return with_headers
+
 
 def create_app(
     settings: Settings, *, clock: Clock | None = None, blobs: BlobStore | None = None, pwa_dir: Path = PWA_DIR,
@@ -85,6 +123,7 @@ def create_app(
 
     static = create_static_files_router(
         path="/", directories=[pwa_dir], html_mode=True, name="pwa", opt=PUBLIC, include_in_schema=False,
+        middleware=[pwa_headers],
     )
     openapi = OpenAPIConfig(
         title="gridrider", version=__version__, path="/schema",
