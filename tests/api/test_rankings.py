@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from gridrider.clock import SHANGHAI
-from gridrider.domain.rankings import page_ranks, period_of, refresh_report_figures, top_percent
+from gridrider.domain.rankings import PageCursor, page_ranks, period_of, refresh_report_figures, top_percent
 from gridrider.errors import ValidationFailed
 from gridrider.jobs import rankings as rankings_job
 from tests.factories import make_report
@@ -252,7 +252,9 @@ async def test_pages_continue_ranks_across_a_tie_on_the_page_boundary(client, db
     ({"period": "week"}, "period"), ({"at": "2026-13"}, "at"), ({"at": "26-11"}, "at"),
     ({"period": "month", "at": "2026"}, "at"), ({"period": "month", "at": "2026-Q4"}, "at"),
     ({"platform": "taxi"}, "platform"), ({"cursor": "not-a-cursor"}, "cursor"),
-    ({"cursor": "WzEsMiwzXQ"}, "cursor"), ({"cursor": "WzFlOTksMV0"}, "cursor"),
+    ({"cursor": "WzEsMiwzXQ"}, "cursor"),  # [1,2,3]: three numbers, not four
+    ({"cursor": "WzFlOTksMSwxLDFd"}, "cursor"),  # [1e99,1,1,1]
+    ({"cursor": "WzEwLDEsNSwyXQ"}, "cursor"),  # [10,1,5,2]: rank 5 after only 2 rows
 ])
 async def test_bad_parameters_are_422_with_the_field_named(client, town, params, field):
     reply = await client.get(URL, params=params, headers=town["supervisor"].headers)
@@ -276,6 +278,25 @@ async def test_the_ranking_table_agrees_with_the_ledger(db, town):
     assert await db.fetchval("SELECT count(*) FROM ranking_totals") > 0
 
 
+async def test_the_ranked_counts_agree_with_the_rows_after_moves_and_deactivations(client, db, town, admin):
+    """ranking_counts (migration 0012) is kept by triggers; counting the rows again gives the same."""
+    await client.put(f"/api/v1/members/{town['c'].member_id}/areas", json={"area_codes": [OTHER_COMMUNITY]},
+                     headers=admin.headers)
+    await db.execute("UPDATE members SET platform = 'jd' WHERE id = $1", town["d"].member_id)
+    await db.execute("UPDATE members SET status = 'deactivated', deactivated_at = now() WHERE id = $1",
+                     town["b"].member_id)
+    drift = await db.fetch(
+        """WITH fresh AS (
+               SELECT key, count(*) AS riders
+               FROM ranking_totals t, unnest(ranking_count_keys(t.period, t.scope_keys, t.platform, t.ranked)) AS key
+               GROUP BY key)
+           SELECT * FROM fresh f FULL JOIN (SELECT * FROM ranking_counts WHERE riders > 0) c USING (key)
+           WHERE f.riders IS DISTINCT FROM c.riders""")
+    assert drift == []
+    outsider = await ranking(client, town["outsider"], at="2026-11")
+    assert outsider["ranked"] == 2  # D and, moved in, C
+
+
 def test_periods_and_percentages():
     now = sh("2026-01-01", "00:30")  # 31 December 2025 16:30 UTC: already January in Shanghai
     assert period_of("month", None, now).key == "2026-01"
@@ -286,4 +307,7 @@ def test_periods_and_percentages():
     with pytest.raises(ValidationFailed):
         period_of("month", "2026-00", now)
     assert (top_percent(1, 200), top_percent(3, 200), top_percent(200, 200), top_percent(1, 1)) == (1, 2, 100, 100)
-    assert page_ranks([9, 9, 7, 7, 7, 5], 3, 6) == [4, 4, 7, 7, 7, 10]
+    assert page_ranks([9, 9, 7, 7, 7, 5], None) == [1, 1, 3, 3, 3, 6]
+    # Continuing a tie from the previous page (its last row ranked 4th of the 5 seen), then new ranks.
+    assert page_ranks([9, 9, 7, 5], PageCursor(points=9, member_id=3, rank=4, seen=5)) == [4, 4, 8, 9]
+    assert page_ranks([8, 7], PageCursor(points=9, member_id=3, rank=4, seen=5)) == [6, 7]

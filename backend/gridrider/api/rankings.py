@@ -23,7 +23,7 @@ from litestar.params import QueryParameter
 from gridrider.api.auth import ANY_MEMBER, roles, scope_paths
 from gridrider.db.members import MemberRow
 from gridrider.domain import rankings
-from gridrider.domain.rankings import RiderRank, TeamRank
+from gridrider.domain.rankings import PageCursor, RiderRank, TeamRank
 from gridrider.errors import FieldError, ValidationFailed
 from gridrider.services import Services
 
@@ -88,22 +88,24 @@ class TeamRankingOut(msgspec.Struct, frozen=True):
     items: list[TeamRank]
 
 
-def _encode_cursor(after: tuple[int, int] | None) -> str | None:
+def _encode_cursor(after: PageCursor | None) -> str | None:
     if after is None:
         return None
-    return base64.urlsafe_b64encode(msgspec.json.encode(list(after))).decode().rstrip("=")
+    return base64.urlsafe_b64encode(msgspec.json.encode(after)).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[int, int] | None:
+def _decode_cursor(cursor: str | None) -> PageCursor | None:
     if not cursor:
         return None
     try:
-        points, member = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        # Only what _encode_cursor makes: two integers in bigint range (a bigger one would fail in SQL).
-        if not all(type(v) is int and -(2**63) <= v < 2**63 for v in (points, member)):
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        after = msgspec.json.decode(raw, type=PageCursor)
+        # Only what _encode_cursor makes: bigints the SQL can take, ranks and counts that can be.
+        if not (-(2**63) <= after.points < 2**63 and 0 < after.member_id < 2**63 and 1 <= after.rank <= after.seen
+                and after.seen < 2**31):
             raise ValueError(cursor)
-        return points, member
-    except (ValueError, TypeError, msgspec.DecodeError):
+        return after
+    except (ValueError, TypeError, msgspec.DecodeError, msgspec.ValidationError):
         raise ValidationFailed(errors=[FieldError("cursor", "invalid", "分页参数无效。")]) from None
 
 

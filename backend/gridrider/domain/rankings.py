@@ -88,22 +88,27 @@ def top_percent(rank: int, ranked: int) -> int:
     return max(1, math.ceil(100 * rank / ranked)) if ranked else 100
 
 
-def page_ranks(points: list[int], above_first: int, at_or_above_first: int) -> list[int]:
-    """Competition ranks of one page of rows in points order.
+class PageCursor(msgspec.Struct, frozen=True, array_like=True):
+    """Where the next page starts: the last row's points and member, its rank and how many rows came
+    before it and with it — so a later page numbers its rows without counting the scope again."""
+    points: int
+    member_id: int
+    rank: int
+    seen: int
 
-    `above_first` / `at_or_above_first`: riders in the scope with more / at least as many points as
-    the page's first row. Every rider between the first row's points and a later row's points sits
-    earlier on this page (rows are in points order), so those two counts are all a page needs.
-    """
+
+def page_ranks(points: list[int], after: PageCursor | None) -> list[int]:
+    """Competition ranks of one page of rows in points order: a row's rank is 1 + the rows before it
+    with more points, i.e. the position of the first row with its points (ties share a rank)."""
+    seen = after.seen if after else 0
     ranks: list[int] = []
     for i, value in enumerate(points):
-        if value == points[0]:
-            ranks.append(above_first + 1)
-        elif value == points[i - 1]:
+        if i > 0 and value == points[i - 1]:
             ranks.append(ranks[-1])
+        elif i == 0 and after is not None and value == after.points:
+            ranks.append(after.rank)
         else:
-            between = sum(1 for v in points[:i] if value < v < points[0])
-            ranks.append(at_or_above_first + between + 1)
+            ranks.append(seen + i + 1)
     return ranks
 
 
@@ -135,7 +140,7 @@ class RiderRanking(msgspec.Struct, frozen=True):
     ranked: int   # riders with ranking points in the period and scope
     items: list[RiderRank]
     me: RiderRank | None  # the caller's own row, when the caller is a ranked rider
-    next_cursor: tuple[int, int] | None
+    next_cursor: PageCursor | None
     # Points, first discoveries and corroborations are live; report figures are as of this refresh.
     figures_refreshed_at: dt.datetime | None
 
@@ -156,25 +161,36 @@ def _rider_rank(total: db.RiderTotal, rank: int, ranked: int, figures: db.RiderF
     )
 
 
-async def rider_ranking(conn: Connection | Pool, *, period: Period, scope: list[str] | None, platform: str | None,
-                        after: tuple[int, int] | None, limit: int, me_id: int | None) -> RiderRanking:
-    """One page of riders in points order, each with their figures, plus `me_id`'s own row."""
-    rows = await db.rider_page(conn, period=period.key, scope=scope, platform=platform, after=after,
-                               limit=limit + 1)
+async def rider_ranking(conn: Connection, *, period: Period, scope: list[str] | None, platform: str | None,
+                        after: PageCursor | None, limit: int, me_id: int | None) -> RiderRanking:
+    """One page of riders in points order, each with their figures, plus `me_id`'s own row.
+
+    Runs in the caller's (read-only) transaction. Ranks across pages come from the cursor, so they are
+    the ranks as of the first page: a rider overtaken between two clicks may show on both.
+    """
+    ranked = await db.ranked_riders(conn, period=period.key, scope=scope, platform=platform)
+    if scope is not None and len(scope) == 1 and platform is None \
+            and ranked == await db.ranked_riders(conn, period=period.key, scope=None, platform=None):
+        # A scope holding every ranked rider (a county supervisor's, with one county) is no filter.
+        scope = None
+    rows = await db.rider_page(conn, period=period.key, scope=scope, platform=platform,
+                               after=(after.points, after.member_id) if after else None, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     mine = await db.rider_total(conn, period=period.key, scope=scope, platform=platform, member_id=me_id) \
         if me_id is not None else None
-    counts = await db.rider_counts(conn, period=period.key, scope=scope, platform=platform,
-                                   first_points=rows[0].points if rows else None,
-                                   my_points=mine.points if mine else None)
     wanted = [r.member_id for r in rows] + ([mine.member_id] if mine else [])
     figures = await db.rider_figures(conn, wanted, period.key) if wanted else {}
-    ranks = page_ranks([r.points for r in rows], counts.above_first, counts.at_or_above_first)
-    items = [_rider_rank(r, rank, counts.ranked, figures[r.member_id]) for r, rank in zip(rows, ranks, strict=True)]
-    me = _rider_rank(mine, counts.above_mine + 1, counts.ranked, figures[mine.member_id]) if mine else None
+    ranks = page_ranks([r.points for r in rows], after)
+    items = [_rider_rank(r, rank, ranked, figures[r.member_id]) for r, rank in zip(rows, ranks, strict=True)]
+    me = None
+    if mine is not None:
+        above = await db.riders_above(conn, period=period.key, scope=scope, platform=platform, points=mine.points)
+        me = _rider_rank(mine, above + 1, ranked, figures[mine.member_id])
+    seen = (after.seen if after else 0) + len(rows)
     return RiderRanking(
-        period=period.key, start=period.start, end=period.end - dt.timedelta(days=1), ranked=counts.ranked,
-        items=items, me=me, next_cursor=(rows[-1].points, rows[-1].member_id) if more else None,
+        period=period.key, start=period.start, end=period.end - dt.timedelta(days=1), ranked=ranked,
+        items=items, me=me,
+        next_cursor=PageCursor(rows[-1].points, rows[-1].member_id, ranks[-1], seen) if more else None,
         figures_refreshed_at=await db.report_stats_refreshed_at(conn),
     )
 
