@@ -328,3 +328,20 @@ async def test_a_write_the_database_refuses_after_all_is_a_409_and_nothing_is_ke
 def feature_under(code: str, parent: str) -> dict:
     return {"type": "Feature", "geometry": None,
             "properties": {"code": code, "level": "community", "parent": parent, "name_zh": code}}
+
+
+
+async def test_the_map_gets_the_polygons_of_the_callers_subtree_only(client, login, admin):
+    supervisor = await login("supervisor", "13911117777", ["ZW-ZWZ-C02"])
+    reply = await client.get("/api/v1/areas/shapes", params={"level": "grid"}, headers=supervisor.headers)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    codes = [f["properties"]["code"] for f in body["features"]]
+    assert body["type"] == "FeatureCollection" and codes and all(c.startswith("ZW-ZWZ-C02-G") for c in codes)
+    assert body["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    everything = (await client.get("/api/v1/areas/shapes", headers=admin.headers)).json()
+    assert {"county", "community", "grid"} <= {f["properties"]["level"] for f in everything["features"]}
+    outside = await client.get("/api/v1/areas/shapes", params={"scope": "ZW-ZWZ-C03"}, headers=supervisor.headers)
+    assert outside.status_code == 404
+    bad = await client.get("/api/v1/areas/shapes", params={"level": "planet"}, headers=supervisor.headers)
+    assert bad.status_code == 422

@@ -722,6 +722,7 @@ async def test_nearby_shows_open_incidents_within_300_m(client, settings, clock,
     [item] = await nearby(client, cast.stranger, north(HERE, 250))
     assert item["id"] == a and item["state"] == "dispatched" and item["answers"] == ["still_there", "gone"]
     assert 245 <= item["distance_m"] <= 255
+    assert (item["lat"], item["lon"]) == pytest.approx(HERE, abs=1e-5)  # for the map link
     assert item["thumb_url"].startswith("/api/v1/photos/") and "sig=" in item["thumb_url"]
     assert set(item) >= {"category", "category_zh", "life_safety"} and "reports" not in item
     assert await nearby(client, cast.stranger, north(HERE, 400)) == []

@@ -27,6 +27,10 @@ async def test_admin_enrols_a_supervisor_who_signs_in_and_sees_themselves(client
     assert reply.status_code == 201, reply.text
     body = reply.json()
     assert body["url"].endswith(f"/#/enrol/{body['code']}")
+    # The link's QR code: a square of modules the app draws (a version-2+ code is at least 25 across).
+    qr = body["qr"]
+    assert len(qr) >= 25 and all(len(row) == len(qr) and set(row) <= {"0", "1"} for row in qr)
+    assert qr[0].startswith("1111111")  # a finder pattern in the corner
     supervisor = await sign_in(client, body["code"], "13912345678")
     me = (await client.get("/api/v1/me", headers=supervisor.headers)).json()
     assert (me["role"], me["area_codes"], me["phone"], me["privacy_accepted"]) == (

@@ -16,7 +16,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import QueryParameter
 
-from gridrider.api.auth import roles, subtree_paths
+from gridrider.api.auth import roles, scope_paths, subtree_paths
 from gridrider.api.problems import Problem, problem_response, request_language
 from gridrider.db import areas as db_areas
 from gridrider.db.areas import AreaListed
@@ -37,8 +37,39 @@ class AreaImportProblem(Problem, omit_defaults=True):
     report: AreaImportReport | None = None
 
 
+class AreaShape(msgspec.Struct, frozen=True):
+    code: str
+    level: str
+    parent_code: str | None
+    name_zh: str
+    name_en: str | None
+
+
+class AreaFeature(msgspec.Struct, frozen=True):
+    geometry: dict[str, Any]  # GeoJSON Polygon or MultiPolygon, WGS-84 (lon, lat)
+    properties: AreaShape
+    type: str = "Feature"
+
+
+class AreaShapes(msgspec.Struct, frozen=True):
+    features: list[AreaFeature]
+    type: str = "FeatureCollection"
+
+
 class AreaController(Controller):
     path = "/api/v1/areas"
+
+    @get("/shapes", operation_id="areaShapes", opt=roles("admin", "supervisor"))
+    async def shapes(
+        self, services: NamedDependency[Services], me: NamedDependency[MemberRow],
+        # `scope` is a name Litestar reserves (the ASGI scope), hence the alias.
+        area: Annotated[str | None, QueryParameter(name="scope", max_length=64)] = None,
+        level: Annotated[str | None, QueryParameter(pattern="^(county|street|community|grid)$")] = None,
+    ) -> AreaShapes:
+        """The polygons of the caller's subtree (or `scope` inside it) as GeoJSON, for the map."""
+        paths = await scope_paths(services.pool, me, area)
+        rows = await db_areas.area_shapes(services.pool, paths, level)
+        return AreaShapes(features=[AreaFeature(geometry=r.pop("polygon"), properties=AreaShape(**r)) for r in rows])
 
     @get("/", operation_id="listAreas", opt=roles("admin", "supervisor"))
     async def list_areas(self, services: NamedDependency[Services],

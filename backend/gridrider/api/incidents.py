@@ -130,6 +130,9 @@ class NearbyItem(msgspec.Struct, frozen=True):
     life_safety: bool
     state: str
     distance_m: int
+    # Where it is, for the map link (the rider is within 300 m of it anyway).
+    lat: float
+    lon: float
     thumb_url: str | None
     # Which answers this rider may give now (still_there/gone while open, fixed/not_fixed after resolution).
     answers: list[str]
@@ -225,7 +228,8 @@ class IncidentController(Controller):
             thumb = signed_photo_path(secret, r["thumb_photo_id"], "thumb", now) if r["thumb_photo_id"] else None
             found.append(NearbyItem(id=r["id"], category=r["category"], category_zh=r["category_zh"],
                                     category_en=r["category_en"], life_safety=r["life_safety"], state=r["state"],
-                                    distance_m=round(distance), thumb_url=thumb,
+                                    distance_m=round(distance), lat=round(r["lat"], 6), lon=round(r["lon"], 6),
+                                    thumb_url=thumb,
                                     # one answer per rider and cycle: none left once given
                                     answers=[] if r["answered"] else list(verification.answers_for(r["state"]))))
         return sorted(found, key=lambda item: item.distance_m)

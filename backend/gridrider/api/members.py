@@ -19,6 +19,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 import msgspec
+import segno
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
@@ -58,6 +59,13 @@ class EnrolmentOut(msgspec.Struct, frozen=True):
     url: str
     expires_at: dt.datetime
     reactivated: bool
+    # The link's QR code as rows of '1' (dark) and '0' modules, quiet zone not included: the app draws
+    # it as SVG itself (no markup from the server to insert, no QR library in the browser).
+    qr: list[str]
+
+
+def qr_rows(url: str) -> list[str]:
+    return ["".join("1" if module else "0" for module in row) for row in segno.make(url, error="m").matrix]
 
 
 class SessionOut(msgspec.Struct, frozen=True):
@@ -142,8 +150,9 @@ class EnrolmentController(Controller):
                      services: NamedDependency[Services], data: JSONBody[EnrolmentRequest]) -> EnrolmentOut:
         done = await enrolment.enrol(tx.conn, caller=me, request=data, now=services.clock.now(),
                                      secret=services.settings.session_secret)
-        return EnrolmentOut(member_id=done.member_id, code=done.code, expires_at=done.expires_at,
-                            url=enrolment_url(services.settings.public_url, done.code), reactivated=done.reactivated)
+        url = enrolment_url(services.settings.public_url, done.code)
+        return EnrolmentOut(member_id=done.member_id, code=done.code, expires_at=done.expires_at, url=url,
+                            reactivated=done.reactivated, qr=qr_rows(url))
 
     @get("/privacy-notice", operation_id="getPrivacyNotice", opt=PUBLIC)
     async def privacy_notice(self) -> PrivacyNoticeOut:

@@ -93,6 +93,20 @@ class AreaListed(msgspec.Struct, frozen=True):
     has_polygon: bool
 
 
+# The polygons of a subtree for the supervisors' map (the PWA draws them as SVG), one level or all.
+AREA_SHAPES_SQL = """
+SELECT a.code, a.level, p.code AS parent_code, a.name_zh, a.name_en, a.polygon
+FROM areas a LEFT JOIN areas p ON p.id = a.parent_id
+WHERE a.polygon IS NOT NULL AND ($2::text IS NULL OR a.level = $2)
+  AND ($1::text[] IS NULL OR EXISTS (SELECT 1 FROM unnest($1::text[]) AS s(path) WHERE a.path LIKE s.path || '%'))
+ORDER BY a.path
+"""
+
+
+async def area_shapes(conn: Connection | Pool, subtree_paths: list[str] | None, level: str | None) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(AREA_SHAPES_SQL, subtree_paths, level)]
+
+
 async def list_areas(conn: Connection | Pool, subtree_paths: list[str] | None) -> list[AreaListed]:
     return [AreaListed(**r) for r in await conn.fetch(AREAS_LIST_SQL, subtree_paths)]
 
