@@ -99,6 +99,30 @@ class Scenario:
         self.platform, self.me, self.pages = platform, me, pages
 
 
+async def _first_refresh(conn) -> None:
+    """The report-figures cron's first pass over everyone, then one after a minute's worth of change."""
+    from gridrider.domain.rankings import refresh_report_figures
+
+    began = time.perf_counter()
+    await conn.execute("VACUUM (ANALYZE) reports")
+    async with conn.transaction():
+        riders = await refresh_report_figures(conn, now=NOW)
+    full_s = time.perf_counter() - began
+    # A minute's worth of change: 300 incidents changing state (their riders are recomputed).
+    await conn.execute("UPDATE incidents SET updated_at = $1 WHERE id IN (SELECT id FROM incidents ORDER BY random() "
+                       "LIMIT 300)", NOW + dt.timedelta(minutes=1))
+    newest = await conn.fetchval("SELECT max(id) FROM incidents")
+    await conn.execute("UPDATE reports SET received_at = $2 WHERE id IN (SELECT id FROM reports WHERE incident_id > $1 "
+                       "- 100)", newest, NOW + dt.timedelta(minutes=1))
+    incremental_began = time.perf_counter()
+    async with conn.transaction():
+        changed = await refresh_report_figures(conn, now=NOW + dt.timedelta(minutes=7))
+    incremental_s = time.perf_counter() - incremental_began
+    print(f"report figures refresh (the cron): first pass {riders:,} riders in {full_s:.1f} s; "
+          f"a pass after a minute's change ({changed:,} riders) {incremental_s * 1000:.0f} ms", flush=True)
+    await conn.execute("VACUUM (ANALYZE) rider_report_stats")
+
+
 async def _load(conn, args: argparse.Namespace) -> tuple[int, int, list[str]]:
     await conn.execute("SELECT setseed(0.20261126)")
     began = time.perf_counter()
@@ -127,25 +151,7 @@ async def _load(conn, args: argparse.Namespace) -> tuple[int, int, list[str]]:
         await conn.execute(REPORTS_SQL, min(ids), max(ids), first, last)
         await conn.execute(ORIGINS_SQL, min(ids), max(ids))
     reports_s = time.perf_counter() - began
-    began = time.perf_counter()
-    await conn.execute("VACUUM (ANALYZE) reports")
-    from gridrider.domain.rankings import refresh_report_figures
-
-    async with conn.transaction():
-        riders = await refresh_report_figures(conn, now=NOW)
-    full_s = time.perf_counter() - began
-    # A minute's worth of change: 200 new reports and 300 incidents changing state.
-    await conn.execute("UPDATE incidents SET updated_at = $1 WHERE id IN (SELECT id FROM incidents ORDER BY random() "
-                       "LIMIT 300)", NOW + dt.timedelta(minutes=1))
-    newest = await conn.fetchval("SELECT max(id) FROM incidents")
-    await conn.execute("UPDATE reports SET received_at = $2 WHERE id IN (SELECT id FROM reports WHERE incident_id > $1 "
-                       "- 100)", newest, NOW + dt.timedelta(minutes=1))
-    incremental_began = time.perf_counter()
-    async with conn.transaction():
-        changed = await refresh_report_figures(conn, now=NOW + dt.timedelta(minutes=7))
-    incremental_s = time.perf_counter() - incremental_began
-    print(f"report figures refresh (the cron): first pass {riders:,} riders in {full_s:.1f} s; "
-          f"a pass after a minute's change ({changed:,} riders) {incremental_s * 1000:.0f} ms", flush=True)
+    await _first_refresh(conn)
     began = time.perf_counter()
     for table in ("rider_report_stats", "points_ledger", "ranking_totals", "incidents", "members", "member_areas"):
         await conn.execute(f"VACUUM (ANALYZE) {table}")
@@ -203,6 +209,8 @@ async def _measure(settings, args: argparse.Namespace) -> int:
             first, last = await conn.fetchrow("SELECT min(id), max(id) FROM members WHERE pseudonym LIKE 'RK%'")
             small_scopes = [r["path"] for r in await conn.fetch(
                 "SELECT path FROM areas WHERE level IN ('community', 'grid') ORDER BY path")]
+            if not await conn.fetchval("SELECT count(*) > 0 FROM rider_report_stats"):
+                await _first_refresh(conn)
         else:
             first, last, small_scopes = await _generate(conn, settings, args)
         county = [await conn.fetchval("SELECT path FROM areas WHERE level = 'county'")]
@@ -251,11 +259,13 @@ async def _measure(settings, args: argparse.Namespace) -> int:
             print(f"  {scenario.label:<44} p50 {percentile(latencies, 0.5):6.1f} ms  p95 {p95:6.1f} ms  "
                   f"max {latencies[-1]:6.1f} ms  ({len(latencies) / wall:,.0f}/s)", flush=True)
         async with pool.acquire() as conn:
-            plan = await conn.fetch(
-                "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*), count(*) FILTER (WHERE t.points > 100) "
-                "FROM ranking_totals t WHERE t.period = '2026-11' AND t.ranked AND t.scope_keys && $1::text[]",
-                ["2026-11:" + county[0]])
-            print("plan of the rank counts, county scope:")
+            from gridrider.db import rankings as db_rankings
+
+            median = await conn.fetchval("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY points) "
+                                         "FROM ranking_totals WHERE period = '2026-11' AND ranked")
+            plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + db_rankings.ABOVE_SQL, "2026-11", None, None,
+                                    median)
+            print(f"plan of a median rider's rank (riders above {median} points, the county's every rider):")
             for row in plan:
                 print("  " + row[0])
     finally:
