@@ -819,3 +819,30 @@ async def test_inbox_filters_outside_the_codes_alphabet_are_422_not_500(client, 
     reply = await client.get("/api/v1/incidents", params=params, headers=supervisor.headers)
     assert reply.status_code == 422, reply.text
     assert reply.json()["errors"][0]["field"] in params
+
+
+async def test_the_supervisors_queues_list_pending_appeals_and_complex_requests(client, db, clock, login):
+    from tests.domain.conftest import make_incident
+    from tests.factories import make_member
+
+    supervisor = await login("supervisor", "13911118888", ["ZW-ZWZ-C02"])
+    courier = await make_member(db)
+    people = {"courier": type("M", (), {"id": courier})()}
+    appealed = await make_incident(db, clock, people, state="rejected", appeal_state="pending")
+    await make_incident(db, clock, people, state="rejected")
+    complex_case = await make_incident(db, clock, people, state="accepted", complex_state="requested")
+    await make_incident(db, clock, people, state="accepted")
+
+    async def ids(**params) -> list[int]:
+        reply = await client.get("/api/v1/incidents", params=params, headers=supervisor.headers)
+        assert reply.status_code == 200, reply.text
+        return [i["id"] for i in reply.json()["items"]]
+
+    assert await ids(appeal="pending") == [appealed]
+    assert await ids(complex="requested") == [complex_case]
+    reply = await client.get("/api/v1/incidents", params={"complex": "requested"}, headers=supervisor.headers)
+    item = reply.json()["items"][0]
+    assert (item["complex_state"], item["complex_reason"], item["appeal_state"]) == ("requested", "needs a crane",
+                                                                                     "none")
+    assert (await client.get("/api/v1/incidents", params={"appeal": "maybe"},
+                             headers=supervisor.headers)).status_code == 422

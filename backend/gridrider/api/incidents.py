@@ -54,10 +54,24 @@ class IncidentSummary(msgspec.Struct, frozen=True):
     stage_due_at: dt.datetime | None
     seconds_left: int | None  # negative once overdue
     complex_state: str
+    complex_reason: str | None
+    reject_reason: str | None
+    appeal_state: str
 
 
 class IncidentItem(IncidentSummary, frozen=True):
     overdue: bool
+
+    @classmethod
+    def of(cls, r: dict[str, Any], now: dt.datetime) -> IncidentItem:
+        """An inbox row (db/incident_views.LIST_COLUMNS) as the inbox and the GeoJSON feed show it."""
+        return cls(
+            id=r["id"], category=r["category"], category_zh=r["category_zh"], category_en=r["category_en"],
+            life_safety=r["life_safety"], state=r["state"], cycle=r["cycle"], lat=r["lat"], lon=r["lon"],
+            report_count=r["report_count"], area_code=r["area_code"], area_zh=r["area_zh"],
+            stage_due_at=r["stage_due_at"], seconds_left=_seconds_left(r["stage_due_at"], now),
+            complex_state=r["complex_state"], complex_reason=r["complex_reason"], reject_reason=r["reject_reason"],
+            appeal_state=r["appeal_state"], overdue=r["overdue"])
 
 
 class IncidentPage(msgspec.Struct, frozen=True):
@@ -111,9 +125,6 @@ class StageView(msgspec.Struct, frozen=True):
 
 
 class IncidentDetail(IncidentSummary, frozen=True):
-    complex_reason: str | None
-    reject_reason: str | None
-    appeal_state: str
     merged_into_id: int | None
     stages: list[StageView]
     reports: list[ReportView]
@@ -194,6 +205,10 @@ class IncidentController(Controller):
         area: Annotated[str | None, QueryParameter(max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]*$")] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 20,
+        # The supervisors' queues: appeals to decide (appeal=pending) and complex cases (complex=requested).
+        appeal: Annotated[str | None, QueryParameter(pattern="^(pending|upheld|dismissed)$")] = None,
+        complex_: Annotated[str | None, QueryParameter(name="complex", pattern="^(requested|approved|declined)$")]
+        = None,
     ) -> IncidentPage:
         if states and any(s not in STATES for s in states):
             raise ValidationFailed(errors=[FieldError("state", "invalid", "状态筛选无效。")])
@@ -201,13 +216,8 @@ class IncidentController(Controller):
         rows = await incident_views.incident_page(
             services.pool, capacity=_capacity(me), member_id=me.id, is_admin=me.role == "admin", limit=limit + 1,
             states=states, category=category, overdue=overdue, life_safety=life_safety, area_code=area,
-            after=decode_inbox_cursor(cursor))
-        items = [IncidentItem(
-            id=r["id"], category=r["category"], category_zh=r["category_zh"], category_en=r["category_en"],
-            life_safety=r["life_safety"], state=r["state"], cycle=r["cycle"], lat=r["lat"], lon=r["lon"],
-            report_count=r["report_count"], area_code=r["area_code"], area_zh=r["area_zh"],
-            stage_due_at=r["stage_due_at"], seconds_left=_seconds_left(r["stage_due_at"], now),
-            overdue=r["overdue"], complex_state=r["complex_state"]) for r in rows[:limit]]
+            after=decode_inbox_cursor(cursor), appeal_state=appeal, complex_state=complex_)
+        items = [IncidentItem.of(r, now) for r in rows[:limit]]
         return IncidentPage(items=items, next_cursor=inbox_cursor(rows[limit - 1]) if len(rows) > limit else None)
 
     @get("/nearby", operation_id="nearbyIncidents", opt=roles("courier"))

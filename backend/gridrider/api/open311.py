@@ -326,13 +326,7 @@ class IncidentGeoJsonController(Controller):
             life_safety=life_safety, area_code=area, after=decode_inbox_cursor(cursor))
         features = [IncidentFeature(
             id=r["id"], geometry=PointGeometry(coordinates=(r["lon"], r["lat"])),
-            properties=IncidentItem(
-                id=r["id"], category=r["category"], category_zh=r["category_zh"], category_en=r["category_en"],
-                life_safety=r["life_safety"], state=r["state"], cycle=r["cycle"], lat=r["lat"], lon=r["lon"],
-                report_count=r["report_count"], area_code=r["area_code"], area_zh=r["area_zh"],
-                stage_due_at=r["stage_due_at"],
-                seconds_left=int((r["stage_due_at"] - now).total_seconds()) if r["stage_due_at"] else None,
-                overdue=r["overdue"], complex_state=r["complex_state"]))
+            properties=IncidentItem.of(r, now))
             for r in rows[:limit]]
         return IncidentFeatureCollection(
             features=features, next_cursor=inbox_cursor(rows[limit - 1]) if len(rows) > limit else None)

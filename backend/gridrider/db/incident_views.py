@@ -17,7 +17,8 @@ OVERDUE = """CASE i.state WHEN 'unrouted' THEN i.dispatch_overdue_at IS NOT NULL
 LIST_COLUMNS = f"""
 i.id, i.category, c.name_zh AS category_zh, c.name_en AS category_en, c.life_safety, i.state, i.cycle,
 i.lat, i.lon, i.report_count, a.code AS area_code, a.name_zh AS area_zh, a.level AS area_level,
-{STAGE_DUE} AS stage_due_at, ({OVERDUE}) AS overdue, i.complex_state, i.created_at, i.updated_at
+{STAGE_DUE} AS stage_due_at, ({OVERDUE}) AS overdue, i.complex_state, i.complex_reason, i.reject_reason,
+i.appeal_state, i.created_at, i.updated_at
 """
 
 
@@ -36,7 +37,8 @@ LIMIT $4
 async def incident_page(conn: Connection | Pool, *, capacity: str, member_id: int, is_admin: bool, limit: int,
                         states: list[str] | None, category: str | None, overdue: bool | None,
                         life_safety: bool | None, area_code: str | None,
-                        after: tuple[bool, dt.datetime, int] | None) -> list[dict[str, Any]]:
+                        after: tuple[bool, dt.datetime, int] | None, appeal_state: str | None = None,
+                        complex_state: str | None = None) -> list[dict[str, Any]]:
     params: list[Any] = [None, member_id, is_admin, limit]
     # $1 is unused here (the action SQL uses it for the incident id), and the grid scope does not use $3
     # (is admin): both are typed anyway, or PostgreSQL cannot determine their types.
@@ -48,7 +50,7 @@ async def incident_page(conn: Connection | Pool, *, capacity: str, member_id: in
 
     if states:
         add("i.state = ANY($?::text[])", states)
-    else:
+    elif appeal_state is None:  # an appeal is about a rejected incident, outside the default states
         filters.append("i.state IN ('unrouted', 'dispatched', 'accepted', 'resolved')")
     if category:
         add("i.category = $?", category)
@@ -56,6 +58,10 @@ async def incident_page(conn: Connection | Pool, *, capacity: str, member_id: in
         add(f"({OVERDUE}) = $?", overdue)
     if life_safety is not None:
         add("c.life_safety = $?", life_safety)
+    if appeal_state:  # the supervisors' appeals to decide: rejected incidents with appeal_state pending
+        add("i.appeal_state = $?", appeal_state)
+    if complex_state:  # complex-case requests to approve
+        add("i.complex_state = $?", complex_state)
     if area_code:
         add("a.path LIKE (SELECT f.path FROM areas f WHERE f.code = $?) || '%'", area_code)
     if after is not None:
