@@ -12,7 +12,7 @@ import { flush } from './js/outbox.js';
 import { notificationFrom, routeNotificationClick } from './js/sw/notifications.js';
 
 // <shell> written by `python -m gridrider.pwa_assets` from the files in pwa/; never by hand
-const VERSION = 'e4c4554ebaaca5ba';
+const VERSION = '23a9e28259299425';
 const SHELL = [
   '/',
   '/app.css',
@@ -43,9 +43,24 @@ const SHELL = [
   '/js/views/courier/nearby.js',
   '/js/views/courier/points.js',
   '/js/views/courier/reports.js',
+  '/js/views/grid/actions.js',
+  '/js/views/grid/alerts.js',
+  '/js/views/grid/common.js',
+  '/js/views/grid/inbox.js',
+  '/js/views/grid/incident.js',
   '/js/views/grid/index.js',
+  '/js/views/grid/live.js',
+  '/js/views/grid/push.js',
   '/js/views/signin.js',
+  '/js/views/supervisor/common.js',
+  '/js/views/supervisor/dashboard.js',
+  '/js/views/supervisor/exports.js',
+  '/js/views/supervisor/incidents.js',
   '/js/views/supervisor/index.js',
+  '/js/views/supervisor/members.js',
+  '/js/views/supervisor/rankings.js',
+  '/js/views/supervisor/redemptions.js',
+  '/js/views/supervisor/review.js',
   '/manifest.webmanifest',
 ];
 // </shell>

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,7 @@ ARTIFACTS = Path(__file__).parent / "artifacts"
 # A street in the Zhangwu demo town (彰武镇), inside the demo areas the riders belong to.
 HERE = {"latitude": 42.3838, "longitude": 122.5372, "accuracy": 8}
 PHONE_VIEWPORT = {"width": 390, "height": 844}
+DESK_VIEWPORT = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +114,19 @@ async def context(browser, api_url, db, redis, demo):
         base_url=api_url, viewport=PHONE_VIEWPORT, device_scale_factor=2, is_mobile=True, has_touch=True,
         locale="zh-CN", geolocation=HERE, permissions=["geolocation"], service_workers="allow",
     )
+    ctx.set_default_timeout(15000)
+    ctx.console = Console()
+    ctx.on("page", ctx.console.watch)
+    yield ctx
+    await ctx.close()
+    assert not ctx.console.problems, ctx.console.problems
+
+
+@pytest_asyncio.fixture
+async def desk_context(browser, api_url, db, redis, demo):
+    """A fresh desktop browser (1280×800, zh-CN): the supervisor's screen. Downloads are kept for reading."""
+    ctx = await browser.new_context(base_url=api_url, viewport=DESK_VIEWPORT, locale="zh-CN", service_workers="allow",
+                                    accept_downloads=True)
     ctx.set_default_timeout(15000)
     ctx.console = Console()
     ctx.on("page", ctx.console.watch)
@@ -228,3 +243,27 @@ async def mark_and_finish(page, *, category: str, photo: Path | None = None, not
         await page.click("#send")
         await page.wait_for_selector("#mark")
     return draft_id
+
+
+async def deliver_push(context, page, payload: dict, timeout_s: float = 10.0) -> list[dict]:
+    """A push message delivered to the page's service worker through CDP (as a push service would, which
+    this machine cannot reach), then the notifications the worker shows (`registration.getNotifications()`).
+    Needs the notifications permission granted to the context."""
+    cdp = await context.new_cdp_session(page)
+    registrations: list[dict] = []
+    cdp.on("ServiceWorker.workerRegistrationUpdated", lambda event: registrations.extend(event["registrations"]))
+    await cdp.send("ServiceWorker.enable")
+
+    async def registered():
+        return registrations[0] if registrations else None
+
+    registration = await wait_until(registered)
+    origin = page.url.split("/#", 1)[0].rstrip("/")
+    await cdp.send("ServiceWorker.deliverPushMessage", {
+        "origin": origin, "registrationId": registration["registrationId"], "data": json.dumps(payload)})
+    return await wait_until(lambda: page.evaluate("""async () => {
+        const reg = await navigator.serviceWorker.ready;
+        return (await reg.getNotifications()).map((n) => ({
+            title: n.title, body: n.body, tag: n.tag, data: n.data, image: n.image,
+            requireInteraction: n.requireInteraction }));
+    }"""), timeout_s)

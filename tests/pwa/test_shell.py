@@ -214,7 +214,7 @@ async def test_each_role_reaches_its_own_home(context, db, pwa_settings):
         await page.check("#accept")
         await page.click("#sign-in")
         await page.wait_for_selector(f"body[data-role='{role}'] h1")
-        assert await page.inner_text("main h1") == {"grid_member": "网格员", "supervisor": "管理员"}[role]
+        assert await page.inner_text("main h1") == {"grid_member": "网格员", "supervisor": "总览"}[role]
         assert not await page.is_visible("#mark")  # the courier's app is the courier's
         await page.click("#header a.account")
         await page.click("#sign-out")

@@ -1,14 +1,18 @@
-// The grid member (网格员) app — a placeholder home until its issue lands. Add views as files in this
-// folder and list them in `routes` (and `nav`); the shell reaches them for members with role "grid_member".
-// Notifications open '#/incidents/ID': give that route an incident view here.
-import { h } from '../../dom.js';
-import { t } from '../../i18n.js';
+// The grid member (网格员) app: the inbox of my grids, one incident with what I may do, and notifications.
+// The shell (app.js) imports this module only for members whose role is "grid_member".
+import { inboxView } from './inbox.js';
+import { incidentView } from './incident.js';
+import { alertsView } from './alerts.js';
 
-function homeView(ctx) {
-  return h('div.empty', null,
-    h('h1', null, t('grid.title')),
-    h('p', null, t('placeholder.soon', { name: ctx.member.display_name || ctx.member.pseudonym })));
-}
+// Hash path (after "#/") → view. 'incidents/:id' is also where a tapped notification leads
+// (the payload's url, routed by js/sw/notifications.js).
+export const routes = {
+  '': inboxView,
+  'incidents/:id': incidentView,
+  alerts: alertsView,
+};
 
-export const routes = { '': homeView };
-export const nav = [];
+export const nav = [
+  { path: '', icon: '📥', label: 'grid.nav.inbox' },
+  { path: 'alerts', icon: '🔔', label: 'grid.nav.alerts' },
+];
