@@ -361,3 +361,42 @@ async def test_field_messages_follow_the_callers_language(client, clock, courier
     chinese = await client.post("/api/v1/reports", headers=courier.headers,
                                 files=files(meta(clock), [b"GIF89a" + b"\x00" * 50]))
     assert chinese.json()["errors"][0]["message"] == "只支持 JPEG、PNG 或 WebP 照片。"
+
+
+async def test_my_reports_show_the_points_each_report_earned_and_expects(client, db, clock, courier):
+    """Provisional while the incident is open, final once the ledger pays, net of a reversal."""
+    from gridrider.domain.points import first_report_points
+
+    body = meta(clock)
+    assert (await post_report(client, courier, body)).status_code == 201
+    report = await db.fetchval("SELECT id FROM reports WHERE reporter_id = $1", courier.member_id)
+    incident = await db.fetchval(
+        """INSERT INTO incidents (category, lat, lon, cell, area_id, state, origin_report_id, last_captured_at,
+                                  dispatched_at, created_at, updated_at)
+           SELECT category, lat, lon, cell, (SELECT id FROM areas WHERE code = $2), 'dispatched', id, captured_at,
+                  $3, $3, $3 FROM reports WHERE id = $1 RETURNING id""", report, GRID, clock.now())
+    await db.execute("UPDATE reports SET incident_id = $1, state = 'processed', processed_at = $2 WHERE id = $3",
+                     incident, clock.now(), report)
+    expected = first_report_points(await db.fetchval("SELECT weight FROM categories WHERE code = $1",
+                                                      body["category"]))
+
+    async def mine() -> tuple[int, int]:
+        item = (await client.get("/api/v1/me/reports", headers=courier.headers)).json()["items"][0]
+        single = (await client.get(f"/api/v1/reports/{report}", headers=courier.headers)).json()
+        assert (single["points_final"], single["points_provisional"]) == (item["points_final"],
+                                                                          item["points_provisional"])
+        return item["points_final"], item["points_provisional"]
+
+    assert await mine() == (0, expected)
+    paid = await db.fetchval(
+        """INSERT INTO points_ledger (member_id, reason, amount, source_kind, source_id, cycle, counts_toward_cap,
+                                      counts_toward_ranking, local_day, created_at)
+           VALUES ($1, 'first_report', $2, 'incident', $3, 1, true, true, $4, $5) RETURNING id""",
+        courier.member_id, expected, incident, clock.now().date(), clock.now())
+    assert await mine() == (expected, 0)
+    await db.execute(
+        """INSERT INTO points_ledger (member_id, reason, amount, source_kind, source_id, cycle, counts_toward_cap,
+                                      counts_toward_ranking, local_day, created_at)
+           VALUES ($1, 'reversal', $2, 'ledger', $3, 0, false, true, $4, $5)""",
+        courier.member_id, -expected, paid, clock.now().date(), clock.now())
+    assert (await mine())[0] == 0

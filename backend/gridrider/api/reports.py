@@ -22,6 +22,7 @@ from gridrider.db import reports as db_reports
 from gridrider.db.members import MemberRow
 from gridrider.db.pool import Connection
 from gridrider.db.reports import ReportRow
+from gridrider.domain import points
 from gridrider.domain.geo import cell_of
 from gridrider.domain.reports import (
     MAX_PHOTOS,
@@ -36,6 +37,7 @@ from gridrider.images.blobs import new_blob_key
 from gridrider.images.sniff import MAX_PHOTO_BYTES, PhotoRejected, SniffedPhoto, sniff_photo
 from gridrider.images.urls import signed_photo_path
 from gridrider.jobs.queue import transaction_on
+from gridrider.metrics import REPORTS_RECEIVED
 from gridrider.services import Services
 
 # Generous: a day of offline reports flushed at once passes; a stolen account's flood does not.
@@ -91,6 +93,10 @@ class ReportOut(msgspec.Struct, frozen=True):
     photos: list[PhotoOut]
     incident_id: int | None
     incident_state: str | None
+    # Points this report earned (ledger rows, net of reversals) and, while its incident is open, what it
+    # is expected to earn; None where not worked out (the answers to an upload).
+    points_final: int
+    points_provisional: int | None
 
 
 class ReportPage(msgspec.Struct, frozen=True):
@@ -98,7 +104,9 @@ class ReportPage(msgspec.Struct, frozen=True):
     next_cursor: str | None
 
 
-def report_out(report: ReportRow, services: Services) -> ReportOut:
+def report_out(report: ReportRow, services: Services, expected: dict[int, int] | None = None) -> ReportOut:
+    """`expected`: provisional points by incident (domain/points.provisional_by_incident); they are shown on
+    the rider's earliest report in the incident, where the incident's awards land."""
     secret, now = services.settings.url_signing_secret, services.clock.now()
     photos = [
         PhotoOut(
@@ -113,6 +121,9 @@ def report_out(report: ReportRow, services: Services) -> ReportOut:
         lon=report.lon, accuracy_m=report.accuracy_m, position_source=report.position_source,
         captured_at=report.captured_at, received_at=report.received_at, note=report.note, flags=report.flags,
         photos=photos, incident_id=report.incident_id, incident_state=report.incident_state,
+        points_final=report.points_final,
+        points_provisional=None if expected is None else (
+            expected.get(report.incident_id, 0) if report.earns_incident_points else 0),
     )
 
 
@@ -240,6 +251,7 @@ class ReportController(Controller):
                 winner = await db_reports.report_id_for_key(conn, me.id, client_id)
                 assert winner is not None
                 return await self._replay(conn, services, me, winner, fingerprint)
+            REPORTS_RECEIVED.labels("app").inc()  # committed above: a replay or a rollback never counts
             report = await db_reports.own_report(conn, report_id, me.id)
         assert report is not None
         return Response(report_out(report, services), status_code=201)
@@ -262,7 +274,7 @@ class ReportController(Controller):
         report = await db_reports.own_report(services.pool, report_id, me.id)
         if report is None:
             raise NotFound()
-        return report_out(report, services)
+        return report_out(report, services, await points.provisional_by_incident(services.pool, member_id=me.id))
 
     @get("/me/reports", operation_id="listMyReports", opt=roles("courier"))
     async def my_reports(self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
@@ -270,7 +282,8 @@ class ReportController(Controller):
         before_id = _decode_cursor(cursor)
         size = max(1, min(limit, MAX_PAGE))
         rows = await db_reports.own_reports_page(services.pool, me.id, before_id=before_id, limit=size + 1)
-        items = [report_out(r, services) for r in rows[:size]]
+        expected = await points.provisional_by_incident(services.pool, member_id=me.id)
+        items = [report_out(r, services, expected) for r in rows[:size]]
         next_cursor = str(rows[size - 1].id) if len(rows) > size else None
         return ReportPage(items=items, next_cursor=next_cursor)
 

@@ -41,6 +41,8 @@ class ReportRow(msgspec.Struct, frozen=True):
     body_fingerprint: bytes
     incident_id: int | None
     incident_state: str | None
+    earns_incident_points: bool  # the rider's earliest report in its incident: the incident's awards land here
+    points_final: int
     photos: list[PhotoRow]
 
 
@@ -69,12 +71,27 @@ _REPORT_SELECT = """
 SELECT r.id, r.reporter_id, r.client_id, r.category, r.lat, r.lon, r.accuracy_m, r.position_source, r.captured_at,
        r.received_at, r.queued_for_s, r.note, r.state, r.flags, r.body_fingerprint, r.incident_id,
        i.state AS incident_state,
+       coalesce(r.id = own.first_id, false) AS earns_incident_points,
+       -- What the ledger paid for this report (DESIGN §2d): its corroboration, a release of a flag on it,
+       -- and — on the rider's earliest report in the incident — the incident's first_report,
+       -- resolve_bonus or not_a_hazard; each with its reversals.
+       (SELECT coalesce(sum(l.amount), 0)::int
+        FROM points_ledger l LEFT JOIN points_ledger o ON l.source_kind = 'ledger' AND o.id = l.source_id
+        WHERE l.member_id = r.reporter_id AND l.reason <> 'redemption'
+          AND ((coalesce(o.source_kind, l.source_kind) = 'report' AND coalesce(o.source_id, l.source_id) = r.id)
+               OR (coalesce(o.source_kind, l.source_kind) = 'incident'
+                   AND coalesce(o.source_id, l.source_id) = r.incident_id AND r.id = own.first_id)
+               OR (l.source_kind = 'flag' AND l.source_id IN (SELECT f.id FROM flags f WHERE f.report_id = r.id)))
+       ) AS points_final,
        COALESCE((SELECT json_agg(json_build_object(
                     'id', p.id, 'position', p.position, 'state', p.state, 'content_type', p.content_type,
                     'bytes', p.bytes, 'width', p.width, 'height', p.height, 'failure_reason', p.failure_reason)
                   ORDER BY p.position)
                  FROM photos p WHERE p.report_id = r.id), '[]') AS photos
 FROM reports r LEFT JOIN incidents i ON i.id = r.incident_id
+LEFT JOIN LATERAL (SELECT r2.id AS first_id FROM reports r2
+                   WHERE r2.incident_id = r.incident_id AND r2.reporter_id = r.reporter_id
+                   ORDER BY r2.captured_at, r2.received_at, r2.id LIMIT 1) own ON true
 """
 # Scoped by reporter in SQL: someone else's report is simply not found.
 OWN_REPORT_SQL = _REPORT_SELECT + "WHERE r.id = $1 AND r.reporter_id = $2"

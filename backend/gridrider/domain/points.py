@@ -41,7 +41,7 @@ import msgspec
 
 from gridrider.clock import local_day, month_bounds
 from gridrider.db import points as db
-from gridrider.db.pool import Connection
+from gridrider.db.pool import Connection, Pool
 
 DAILY_CAP = 100
 FIRST_REPORT_BASE = 10
@@ -262,8 +262,8 @@ async def release_flag(conn: Connection, *, flag_id: int, member_id: int, amount
 # ── reading ───────────────────────────────────────────────────────────────────────────────────────
 
 
-async def provisional(conn: Connection, *, member_id: int) -> int:
-    """Points the member would get from open incidents: computed, never stored.
+async def provisional_by_incident(conn: Connection | Pool, *, member_id: int) -> dict[int, int]:
+    """Points the member would get from each open incident: computed, never stored.
 
     - not yet accepted (unrouted, dispatched): the first_report the member would get as the first
       reporter (the fixed one, else the earliest courier report now), or else +2 corroboration when
@@ -273,21 +273,27 @@ async def provisional(conn: Connection, *, member_id: int) -> int:
     earliest report in the incident carries a reused photo expects nothing; the ≤5 limit counts
     only corroborations already paid, not couriers ahead of them still waiting.
     """
-    total = 0
+    expected: dict[int, int] = {}
     for row in await db.provisional_rows(conn, member_id):
+        amount = 0
         if row.state == "accepted":
             if row.first_reporter_id == member_id and not row.has_resolve_bonus:
-                total += RESOLVE_BONUS
-            continue
-        if row.earliest_report_reused:
-            continue
-        first = row.first_reporter_id if row.first_reporter_id is not None else row.would_be_first_id
-        if first == member_id:
-            if not row.has_first_report:
-                total += first_report_points(row.weight)
-        elif not row.has_corroboration and row.corroborations < MAX_CORROBORATIONS:
-            total += CORROBORATION_POINTS
-    return total
+                amount = RESOLVE_BONUS
+        elif not row.earliest_report_reused:
+            first = row.first_reporter_id if row.first_reporter_id is not None else row.would_be_first_id
+            if first == member_id:
+                if not row.has_first_report:
+                    amount = first_report_points(row.weight)
+            elif not row.has_corroboration and row.corroborations < MAX_CORROBORATIONS:
+                amount = CORROBORATION_POINTS
+        if amount:
+            expected[row.incident_id] = amount
+    return expected
+
+
+async def provisional(conn: Connection | Pool, *, member_id: int) -> int:
+    """The member's provisional points in all: the sum of `provisional_by_incident`."""
+    return sum((await provisional_by_incident(conn, member_id=member_id)).values())
 
 
 # One ledger row as the rider sees it (the database's own shape).

@@ -41,17 +41,25 @@ async function outboxCard(item) {
       }, t('reports.delete'))) : null);
 }
 
-function serverCard(report, pointsByIncident) {
+// Points as the API works them out per report: final (paid, net of reversals) and, while the incident
+// is open, provisional (grey: what it is expected to earn).
+function pointsOf(report) {
+  const signed = (n) => (n > 0 ? `+${n}` : String(n));
+  return [
+    report.points_final ? h('span.points.final', null, t('points.signed', { n: signed(report.points_final) })) : null,
+    report.points_provisional ? h('span.points.provisional', null, t('points.provisionalShort', { n: signed(report.points_provisional) })) : null,
+  ];
+}
+
+function serverCard(report) {
   const state = reportState(report);
   const thumb = report.photos.find((p) => p.thumb_url);
-  const points = report.incident_id != null ? pointsByIncident.get(report.incident_id) : undefined;
   const body = [
     thumb ? h('img.thumb-sm', { src: thumb.thumb_url, alt: '', loading: 'lazy' }) : h('span.icon.big', { 'aria-hidden': 'true' }, '📍'),
     h('span.grow', null,
       h('strong', { dataset: { category: report.category } }, report.category_name),
       h('span.muted', null, formatTime(report.captured_at))),
-    h('span.side', null, chip(state),
-      points !== undefined ? h('span.points.final', null, t('points.signed', { n: points > 0 ? `+${points}` : points })) : null),
+    h('span.side', null, chip(state), ...pointsOf(report)),
   ];
   return report.incident_id != null
     ? h('a.card.row', { href: `#/incidents/${report.incident_id}`, dataset: { reportId: report.id } }, body)
@@ -76,23 +84,9 @@ export async function reportsView(ctx) {
         : null);
   }
 
-  async function pointsMap() {
-    const map = new Map();
-    try {
-      const summary = await get('/api/v1/me/points');
-      for (const row of summary.ledger) {
-        if (row.incident_id != null && row.reason !== 'redemption') map.set(row.incident_id, (map.get(row.incident_id) || 0) + row.amount);
-      }
-    } catch {
-      // Points are a bonus on this screen; the reports still show.
-    }
-    return map;
-  }
-
   async function loadPage(cursor) {
     const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
-    const [page, points] = await Promise.all([get(`/api/v1/me/reports${query}`), cursor ? ctx.points : pointsMap()]);
-    ctx.points = points;
+    const page = await get(`/api/v1/me/reports${query}`);
     for (const r of page.items) {
       const c = await categoryByCode(r.category);
       r.category_name = c ? pick(c, 'name') : r.category;
@@ -105,7 +99,7 @@ export async function reportsView(ctx) {
     try {
       const page = await loadPage(null);
       serverIds = new Set(page.items.map((r) => r.id));
-      fill(remote, page.items.length ? page.items.map((r) => serverCard(r, ctx.points)) : h('p.muted', null, t('reports.none')));
+      fill(remote, page.items.length ? page.items.map((r) => serverCard(r)) : h('p.muted', null, t('reports.none')));
       drawMore(page.next_cursor);
       drawLocal();
     } catch (err) {
@@ -118,7 +112,7 @@ export async function reportsView(ctx) {
       type: 'button',
       onclick: async () => {
         const page = await loadPage(cursor);
-        remote.append(...page.items.map((r) => serverCard(r, ctx.points)));
+        remote.append(...page.items.map((r) => serverCard(r)));
         drawMore(page.next_cursor);
       },
     }, t('reports.more')) : null);
