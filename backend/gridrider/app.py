@@ -43,6 +43,7 @@ from gridrider.config import Settings
 from gridrider.db.pool import create_pool
 from gridrider.images.blobs import BlobStore, build_blob_store
 from gridrider.jobs.queue import arq_redis
+from gridrider.metrics import http_metrics
 from gridrider.push import build_push
 from gridrider.push.network import PushNetwork
 from gridrider.services import Services
@@ -132,6 +133,8 @@ def create_app(
     return Litestar(
         route_handlers=[*API_CONTROLLERS, static],
         lifespan=[lifespan],
+        # Counts and times requests for the internal metrics listener; nothing is served here (DESIGN §8).
+        middleware=[http_metrics],
         guards=[access_guard],
         dependencies={
             "services": Provide(provide_services), "tx": Provide(provide_tx), "me": Provide(provide_me),

@@ -1,4 +1,4 @@
-"""The `gridrider` command: up, api, worker, migrate, demo, vapid-keys, apikey, archive, bench."""
+"""The `gridrider` command: up, api, worker, migrate, demo, vapid-keys, apikey, archive, status, bench."""
 
 from __future__ import annotations
 
@@ -121,9 +121,13 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gridrider.app import create_app
+    from gridrider.metrics import start_metrics_listener
 
     runtime = resolve_runtime(_load(), allow_embedded=False)
     settings = runtime.settings
+    # The API's listener also reads the queue/overdue/delivery gauges from the database (workers' do not:
+    # one reader per role is enough for figures of the shared database).
+    start_metrics_listener(settings, with_database=True)
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None,
         access_log=False, proxy_headers=True, server_header=False, timeout_graceful_shutdown=10,
@@ -134,9 +138,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE
     from gridrider.jobs.worker import build_worker
+    from gridrider.metrics import start_metrics_listener
 
     runtime = resolve_runtime(_load(), allow_embedded=False)
     queue = {"default": DEFAULT_QUEUE, "photos": PHOTOS_QUEUE}[args.queue]
+    start_metrics_listener(runtime.settings, with_database=False)
     use_uvloop()
     build_worker(runtime.settings, queue=queue).run()
     return 0
@@ -504,6 +510,84 @@ async def _archive(settings: Settings, *, dry_run: bool) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Queues, dead jobs, overdue incidents and whether Redis answers. Exit 0: healthy; 1: dead jobs present,
+    or PostgreSQL or Redis does not answer (a cron or probe can alert on it); 2: a setting is wrong."""
+    # The servers of a running deployment: starting embedded ones here would inspect an empty database.
+    runtime = resolve_runtime(_load(), allow_embedded=False, need_secrets=False)
+    lines, healthy = asyncio.run(_status(runtime.settings))
+    for line in lines:
+        print(line)
+    return 0 if healthy else 1
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h" if seconds < 172_800 else f"{seconds // 86_400}d"
+
+
+async def _status(settings: Settings) -> tuple[list[str], bool]:
+    import datetime as dt
+
+    from redis.asyncio import Redis
+
+    from gridrider.config import redact_url
+    from gridrider.metrics import JOB_STATES, dead_jobs, open_probe_connection, overdue_counts, queue_rows
+
+    out: list[str] = []
+    problems: list[str] = []
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await redis.ping()
+        out.append(f"redis: answers ({redact_url(settings.redis_url)})")
+    except Exception as exc:  # any failure is the answer: Redis is not usable
+        out.append(f"redis: NOT ANSWERING ({redact_url(settings.redis_url)}: {type(exc).__name__})")
+        problems.append("redis not answering")
+    finally:
+        await redis.aclose()
+    try:
+        conn = await open_probe_connection(settings.database_url, timeout_s=5)
+    except Exception as exc:  # refused, timed out, bad password: all "unreachable" to an operator
+        out.append(f"database: UNREACHABLE ({redact_url(settings.database_url)}: {type(exc).__name__}: {exc})")
+        problems.append("database unreachable")
+        return [*out, f"status: UNHEALTHY ({'; '.join(problems)})"], False
+    try:
+        rows, dead, overdue = await queue_rows(conn), await dead_jobs(conn, 10), await overdue_counts(conn)
+    finally:
+        await conn.close()
+    out.append("database: answers")
+    by_kind: dict[str, dict[str, tuple[int, float]]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, {})[row.state] = (row.jobs, row.oldest_s)
+    out.append("queues (oldest: waiting since due, pending or retry):")
+    if not by_kind:
+        out.append("  empty")
+    else:
+        out.append(f"  {'kind':<24}{''.join(f'{s:>9}' for s in JOB_STATES)}  oldest")
+        for kind, states in sorted(by_kind.items()):
+            waiting = [states[s][1] for s in ("pending", "retry") if s in states]
+            counts = "".join(f"{states.get(s, (0, 0))[0]:>9}" for s in JOB_STATES)
+            out.append(f"  {kind:<24}{counts}  {_age(max(waiting)) if waiting else '-'}")
+    dead_total = sum(row.jobs for row in rows if row.state == "dead")
+    if dead_total:
+        problems.append(f"{dead_total} dead job(s)")
+        out.append(f"dead jobs ({len(dead)} most recent of {dead_total}):")
+        for job in dead:
+            error = (job["last_error"] or "").strip().splitlines()
+            died = job["updated_at"].astimezone(dt.UTC)
+            out.append(f"  #{job['id']} {job['kind']} attempts={job['attempts']} died={died:%Y-%m-%d %H:%M}Z"
+                       f"  {error[0][:160] if error else '(no error recorded)'}")
+    else:
+        out.append("dead jobs: none")
+    out.append("overdue incidents: " + ", ".join(f"{stage} {count}" for stage, count in overdue.items()))
+    out.append(f"status: UNHEALTHY ({'; '.join(problems)})" if problems else "status: healthy")
+    return out, not problems
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from gridrider.bench import run_bench
 
@@ -547,9 +631,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                "GRIDRIDER_DATA_DIR": str(settings.data_dir)}
         base = [sys.executable, "-m", "gridrider"]
         children.append(subprocess.Popen([*base, "api"], env=env))  # noqa: S603
-        for queue in queues_in_use():
+        for offset, queue in enumerate(queues_in_use(), start=1):
             queue_arg = queue.rpartition(":")[2]
-            children.append(subprocess.Popen([*base, "worker", "--queue", queue_arg], env=env))  # noqa: S603
+            # One box, one metrics port per process: the API has GRIDRIDER_METRICS_PORT, workers the next ones.
+            worker_env = {**env, "GRIDRIDER_METRICS_PORT": str(settings.metrics_port + offset)} \
+                if settings.metrics_port else env
+            children.append(subprocess.Popen([*base, "worker", "--queue", queue_arg], env=worker_env))  # noqa: S603
         local_url = f"http://{settings.host}:{settings.port}"
         if _wait_ready(local_url, children, timeout_s=120):
             print(f"\n  gridrider is up: {settings.public_url}   (ready in {time.monotonic() - started_at:.1f} s;"
@@ -624,6 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
     archive = sub.add_parser("archive", help="move finished incidents past GRIDRIDER_ARCHIVE_AFTER_DAYS to the archive")
     archive.add_argument("--dry-run", action="store_true", help="print what would move and what stays; write nothing")
     archive.set_defaults(run=cmd_archive)
+    sub.add_parser("status", help="queues, dead jobs, overdue incidents, Redis; exit 1 when unhealthy"
+                   ).set_defaults(run=cmd_status)
     bench = sub.add_parser("bench", help="run a benchmark and print its figures")
     bench.add_argument("name")
     bench.add_argument("rest", nargs=argparse.REMAINDER)

@@ -57,6 +57,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     # Port the API listens on.
     port: int = 8000
+    # Address of the Prometheus listener (`gridrider api` and `gridrider worker` each start one). Loopback by
+    # default: /metrics is never on the public listener (DESIGN §8); a pod sets 0.0.0.0 behind a NetworkPolicy.
+    metrics_host: str = "127.0.0.1"
+    # Port of that listener; 0 turns it off. `gridrider up` gives its API this port and its workers the next ones.
+    metrics_port: int = 9464
     # The URL people open (enrolment links, notification links); defaults to http://host:port.
     public_url: str = ""
     # Secret for hashing session tokens (HMAC key); from the environment or the secrets file.
@@ -144,6 +149,8 @@ _ENV = {
     "GRIDRIDER_S3_PREFIX": "s3_prefix",
     "GRIDRIDER_HOST": "host",
     "GRIDRIDER_PORT": "port",
+    "GRIDRIDER_METRICS_HOST": "metrics_host",
+    "GRIDRIDER_METRICS_PORT": "metrics_port",
     "GRIDRIDER_PUBLIC_URL": "public_url",
     "GRIDRIDER_SESSION_SECRET": "session_secret",
     "GRIDRIDER_URL_SIGNING_SECRET": "url_signing_secret",
@@ -253,6 +260,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     if settings.blob_store == "s3":
         _check_s3(settings)
     _check_retention(settings)
+    if settings.metrics_port and settings.metrics_port == settings.port:
+        # One port cannot be both: the API would fail to bind, or /metrics would sit on the public listener.
+        raise SettingsError(f"GRIDRIDER_METRICS_PORT: must differ from GRIDRIDER_PORT ({settings.port})")
     if not settings.public_url:
         settings = msgspec.structs.replace(settings, public_url=f"http://{settings.host}:{settings.port}")
     return settings
@@ -322,6 +332,8 @@ def _parse(name: str, field: str, raw: str) -> object:
             return prefix
         case "port":
             return _positive_int(name, raw, high=65535)
+        case "metrics_port":
+            return _positive_int(name, raw, low=0, high=65535)
         case "job_lease_s" | "job_max_attempts" | "relay_every_s" | "orphan_blob_age_s":
             return _positive_int(name, raw)
         case "done_job_retention_days":
@@ -408,7 +420,7 @@ def _parse(name: str, field: str, raw: str) -> object:
             return raw
         case "open311_requests_per_hour":
             return _positive_int(name, raw, high=1_000_000)
-        case "host":
+        case "host" | "metrics_host":
             return raw
         case "publish_schema":
             if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):

@@ -14,6 +14,7 @@ from gridrider.jobs.notify import enqueue_notify
 from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall
 from gridrider.logging import get_logger
+from gridrider.metrics import INCIDENTS_ROUTED
 from gridrider.services import Services
 
 log = get_logger(__name__)
@@ -55,6 +56,9 @@ async def _route(call: JobCall, *, merge: bool) -> str:
     await flag_reused_report_photos(conn, report_id=report_id, now=call.services.clock.now())
     # Anti-gaming checks (impossible travel, capture clock, bursts): flags withhold the report's points.
     await gaming.detect(conn, report_id=report_id, now=call.services.clock.now())
+    # Counted just before the job's commit (the runner's): a commit that then fails is counted again on retry,
+    # a rare over-count accepted for not threading an after-commit hook through every job.
+    INCIDENTS_ROUTED.labels("merged" if outcome.merged else "created").inc()
     if outcome.merged:
         return f"merged into incident {outcome.incident_id}"
     return f"new incident {outcome.incident_id} ({outcome.route})"

@@ -12,6 +12,7 @@ from gridrider.db import jobs as db_jobs
 from gridrider.db.jobs import ClaimedJob
 from gridrider.jobs.queue import Tx, transaction
 from gridrider.logging import get_logger
+from gridrider.metrics import JOB_FAILURES
 from gridrider.services import Services
 
 log = get_logger(__name__)
@@ -97,6 +98,8 @@ async def _record_failure(services: Services, job: ClaimedJob, exc: Exception, o
         state = await db_jobs.mark_job_failed(tx.conn, job, error=error, retry_at=retry_at, now=now)
         if state == "dead" and on_dead is not None:
             await on_dead(services, tx, job)
+    if state is not None:  # after the commit: the retry/dead mark is recorded (None: the row moved on)
+        JOB_FAILURES.labels(job.kind, state).inc()
     if state == "dead":
         log.error("jobs.dead", kind=job.kind, job_id=job.id, attempts=job.attempts, error=error)
     else:

@@ -33,6 +33,7 @@ from gridrider.domain.geo import cell_of
 from gridrider.domain.reports import MAX_NOTE_CHARS
 from gridrider.errors import FieldError, RateLimited
 from gridrider.jobs.queue import transaction_on
+from gridrider.metrics import REPORTS_RECEIVED
 from gridrider.open311.errors import BadRequest, ClientIdReused, OutsideKeyArea, ServiceNotFound
 from gridrider.open311.keys import within_area
 from gridrider.open311.services import CLIENT_ID_ATTRIBUTE
@@ -258,4 +259,5 @@ async def submit(conn: Connection, services: Services, limiter: RateLimiter, key
         winner = await db_reports.report_id_for_key(conn, key.member_id, client_id)
         assert winner is not None
         return await _replay(conn, winner, digest)
+    REPORTS_RECEIVED.labels("open311").inc()  # committed above: a replay or a rollback never counts
     return Filed(token=token, created=True)
