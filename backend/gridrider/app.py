@@ -9,6 +9,7 @@ from pathlib import Path
 from litestar import Litestar, Router
 from litestar.datastructures import MutableScopeHeaders
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -82,6 +83,9 @@ def pwa_headers(app: ASGIApp) -> ASGIApp:
     """Security headers on everything the static PWA router answers (its files and its 404s)."""
 
     async def with_headers(scope: Scope, receive: Receive, send: Send) -> None:
+        if "\x00" in scope.get("path", ""):
+            # No file has a NUL in its name; the static router would raise "embedded null byte" (a 500).
+            raise NotFoundException()
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableScopeHeaders.from_message(message)

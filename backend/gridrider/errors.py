@@ -107,6 +107,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "member_role_invalid": ("角色筛选只能是 courier、grid_member、supervisor 或 admin。", "The role filter must be courier, grid_member, supervisor or admin."),
     "member_status_invalid": ("状态筛选只能是 active、deactivated 或 pseudonymised。", "The status filter must be active, deactivated or pseudonymised."),
     "member_search_invalid": ("搜索内容需为 1 到 40 个字符，且不能包含控制字符。", "The search text must be 1 to 40 characters without control characters."),
+    "text_invalid_character": ("提交的文字含有无法保存的字符（例如空字符）。", "The text contains a character that cannot be stored (such as NUL)."),
     "report_archived": ("这条上报很久以前已经收到，现已归档。", "This report was received long ago and is now archived."),
     "cursor_invalid": ("分页参数无效，请从第一页重新加载。", "The page cursor is invalid; reload from the first page."),
 }

@@ -54,9 +54,10 @@ async def test_each_caller_sees_exactly_their_subtree(client, db, scene):
     assert ids(await geojson(client, scene["supervisor"])) == in_c02
     assert ids(await geojson(client, scene["foreign_supervisor"])) == in_c07
     assert ids(await geojson(client, scene["admin"])) == set(areas)
-    # Naming another subtree's area as a filter shows nothing of it.
-    assert ids(await geojson(client, scene["supervisor"], area="ZW-ZWZ-C07")) == set()
-    assert ids(await geojson(client, scene["foreign_supervisor"], area="ZW-ZWZ-C02")) == set()
+    # Naming another subtree's area as a filter is 404, as every scope outside the caller's.
+    for caller, area in ((scene["supervisor"], "ZW-ZWZ-C07"), (scene["foreign_supervisor"], "ZW-ZWZ-C02")):
+        reply = await client.get("/api/v1/incidents.geojson", params={"area": area}, headers=caller.headers)
+        assert (reply.status_code, reply.json()["code"]) == (404, "area_not_found")
 
 
 async def test_couriers_and_strangers_are_refused(client, db, scene):

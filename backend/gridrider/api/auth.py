@@ -86,7 +86,8 @@ async def scope_paths(conn: Connection | Pool, member: MemberRow, code: str | No
     parameter cannot probe which areas exist elsewhere."""
     if code is None:
         return subtree_paths(member)
-    found = await db_areas.areas_in_subtrees(conn, [code], subtree_paths(member))
+    # PostgreSQL cannot hold a NUL in text: a code with one is simply unknown (404, not a 500 from the driver).
+    found = await db_areas.areas_in_subtrees(conn, [code], subtree_paths(member)) if "\x00" not in code else []
     if not found:
         raise AreaNotFound(f"area {code!r} is unknown or outside the caller's subtree")
     return [found[0].path]

@@ -28,7 +28,7 @@ class CalendarStatus(msgspec.Struct, frozen=True):
 class CalendarController(Controller):
     path = "/api/v1/calendar"
 
-    @get("/status", operation_id="calendarStatus", opt=roles("admin", "supervisor"))
+    @get("/status", operation_id="calendarStatus", opt=roles("admin"))
     async def status(self, services: NamedDependency[Services]) -> CalendarStatus:
         calendar = await work_calendar(services.pool)
         now = services.clock.now()

@@ -35,7 +35,8 @@ SortOrder = Annotated[int, msgspec.Meta(ge=-1_000_000, le=1_000_000)]
 Icon = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,39}$")]
 NewCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
 # Any string names a category in the path; one that does not exist is a 404 (the SQL takes it as a parameter).
-CategoryCode = Annotated[str, PathParameter(min_length=1, max_length=64)]
+# Only a NUL is refused first: PostgreSQL cannot hold one in text, and it would answer 500.
+CategoryCode = Annotated[str, PathParameter(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
 
 UNSET = msgspec.UNSET
 

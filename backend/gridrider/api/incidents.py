@@ -11,7 +11,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from gridrider.api.auth import roles
+from gridrider.api.auth import roles, scope_paths
 from gridrider.api.problems import msgspec_field_error
 from gridrider.api.reports import MAX_REPORT_BODY, _read_upload, store_photos
 from gridrider.api.schemas import RowId
@@ -213,6 +213,8 @@ class IncidentController(Controller):
         if states and any(s not in STATES for s in states):
             raise ValidationFailed(errors=[FieldError("state", "invalid", "状态筛选无效。")])
         now = services.clock.now()
+        if area is not None:
+            await scope_paths(services.pool, me, area)  # outside the caller's areas or unknown: 404 area_not_found
         rows = await incident_views.incident_page(
             services.pool, capacity=_capacity(me), member_id=me.id, is_admin=me.role == "admin", limit=limit + 1,
             states=states, category=category, overdue=overdue, life_safety=life_safety, area_code=area,

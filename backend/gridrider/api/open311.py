@@ -18,7 +18,7 @@ from litestar.enums import HttpMethod
 from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from gridrider.api.auth import PUBLIC, roles
+from gridrider.api.auth import PUBLIC, roles, scope_paths
 from gridrider.api.incidents import STATES, IncidentItem, decode_inbox_cursor, inbox_cursor
 from gridrider.api.problems import CODE_OF_STATUS, request_language
 from gridrider.api.ratelimit import RateLimiter
@@ -320,6 +320,8 @@ class IncidentGeoJsonController(Controller):
         if area is not None and not _AREA_CODE_RE.match(area):
             raise ValidationFailed(errors=[FieldError("area", "invalid", "区域编码无效。")])
         now = services.clock.now()
+        if area is not None:
+            await scope_paths(services.pool, me, area)  # outside the caller's areas or unknown: 404 area_not_found
         rows = await incident_views.incident_page(
             services.pool, capacity="grid" if me.role == "grid_member" else "supervisor", member_id=me.id,
             is_admin=me.role == "admin", limit=limit + 1, states=states, category=category, overdue=overdue,

@@ -105,7 +105,7 @@ class PushController(Controller):
     @delete("/subscriptions", operation_id="deletePushSubscriptionByEndpoint", status_code=204)
     async def remove_by_endpoint(
         self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
-        endpoint: Annotated[str, QueryParameter(min_length=1, max_length=MAX_ENDPOINT_CHARS)],
+        endpoint: Annotated[str, QueryParameter(min_length=1, max_length=MAX_ENDPOINT_CHARS, pattern=r"^[^\x00]+$")],
     ) -> None:
         if not await db_notifications.delete_own_subscription(services.pool, member_id=me.id, endpoint=endpoint):
             raise NotFound()

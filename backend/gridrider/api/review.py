@@ -28,7 +28,7 @@ from gridrider.errors import FieldError, ValidationFailed
 from gridrider.jobs.queue import Tx
 from gridrider.services import Services
 
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"^[^\x00]+$")]  # PostgreSQL holds no NUL
 
 
 class ConfirmIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

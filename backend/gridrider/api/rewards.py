@@ -40,7 +40,7 @@ PG_INT_MAX = 2**31 - 1
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
 Cost = Annotated[int, msgspec.Meta(ge=1, le=PG_INT_MAX)]
 Stock = Annotated[int, msgspec.Meta(ge=0, le=PG_INT_MAX)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=r"^[^\x00]+$")]  # PostgreSQL holds no NUL
 SUPERVISING = frozenset({"supervisor", "admin"})
 
 
