@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -310,3 +313,32 @@ async def push_client(settings, clock, db, redis, push_network) -> AsyncIterator
     """The API with the test's push host allowed (the `client` fixture has production's allow-list)."""
     async with AsyncTestClient(app=create_app(settings, clock=clock, push_network=push_network)) as client:
         yield client
+
+
+# ── a real `gridrider api` process ────────────────────────────────────────────────────────────────────
+
+
+@contextlib.contextmanager
+def running_api(settings: Settings, data_dir: Path, log: Path, **env: str) -> Iterator[tuple[str, int]]:
+    """`gridrider api` in a process of its own on a free port, with `settings`' servers and secrets;
+    yields (base URL, pid) once /readyz answers, and stops it afterwards. Its output goes to `log`."""
+    from gridrider.cli import _stop_children, _wait_ready
+    from gridrider.embedded import free_loopback_port
+
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}"
+    environ = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+               "GRIDRIDER_DATA_DIR": str(data_dir), "GRIDRIDER_PORT": str(port), "GRIDRIDER_PUBLIC_URL": url,
+               "GRIDRIDER_SESSION_SECRET": settings.session_secret,
+               "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
+               "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, "GRIDRIDER_LOG_LEVEL": "warning",
+               # Each process would otherwise bind the same metrics port; tests never scrape these.
+               "GRIDRIDER_METRICS_PORT": "0", **env}
+    with log.open("wb") as out:
+        child = subprocess.Popen([sys.executable, "-m", "gridrider", "api"], env=environ, stdout=out,
+                                 stderr=subprocess.STDOUT)
+    try:
+        assert _wait_ready(url, [child], timeout_s=60), log.read_text()
+        yield url, child.pid
+    finally:
+        _stop_children([child])

@@ -7,9 +7,6 @@ import asyncio
 import csv
 import datetime as dt
 import io
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,12 +15,11 @@ import httpx
 import pytest
 
 from gridrider.api import exports as api_exports
-from gridrider.cli import _stop_children, _wait_ready
 from gridrider.clock import SHANGHAI
 from gridrider.domain import csv_export
 from gridrider.domain.csv_export import BOM, CsvChunks, encode_csv, neutralise
 from gridrider.domain.geo import cell_of
-from gridrider.embedded import free_loopback_port
+from tests.conftest import running_api
 from tests.factories import make_report
 
 URL = "/api/v1/exports/incidents.csv"
@@ -363,21 +359,9 @@ def test_attachment_file_names_are_ascii_safe():
 @pytest.fixture
 def api_server(settings, tmp_path, db):
     """`gridrider api` in a process of its own, so its memory is its own to measure."""
-    port = free_loopback_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "GRIDRIDER_DATA_DIR": str(tmp_path / "api"), "GRIDRIDER_PORT": str(port),
-           "GRIDRIDER_SESSION_SECRET": settings.session_secret,
-           "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
-           "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, "GRIDRIDER_LOG_LEVEL": "warning"}
     log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        child = subprocess.Popen([sys.executable, "-m", "gridrider", "api"], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
-    try:
-        assert _wait_ready(f"http://127.0.0.1:{port}", [child], timeout_s=60), log.read_text()
-        yield f"http://127.0.0.1:{port}", child.pid, log
-    finally:
-        _stop_children([child])
+    with running_api(settings, tmp_path / "api", log) as (url, pid):
+        yield url, pid, log
 
 
 def _reset_peak(pid: int) -> None:

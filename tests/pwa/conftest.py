@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from gridrider.cli import _stop_children, _wait_ready
 from gridrider.clock import SystemClock
-from gridrider.embedded import free_loopback_port
-from tests.conftest import SHARED_PHOTOS, issue_code, make_settings
+from tests.conftest import SHARED_PHOTOS, issue_code, make_settings, running_api
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -47,24 +42,8 @@ def pwa_settings(session_tmp, database_url, redis_url, vapid_pem):
 @pytest.fixture(scope="session")
 def api_url(pwa_settings, session_tmp) -> Iterator[str]:
     """`gridrider api` in a process of its own, for the whole session (tests empty the tables between them)."""
-    port = free_loopback_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = pwa_settings
-    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-           "GRIDRIDER_DATA_DIR": str(session_tmp / "pwa-api"), "GRIDRIDER_PORT": str(port),
-           "GRIDRIDER_PUBLIC_URL": url,
-           "GRIDRIDER_SESSION_SECRET": settings.session_secret,
-           "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
-           "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, "GRIDRIDER_LOG_LEVEL": "warning"}
-    log = session_tmp / "pwa-api.log"
-    with log.open("wb") as out:
-        child = subprocess.Popen([sys.executable, "-m", "gridrider", "api"], env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
-    try:
-        assert _wait_ready(url, [child], timeout_s=60), log.read_text()
+    with running_api(pwa_settings, session_tmp / "pwa-api", session_tmp / "pwa-api.log") as (url, _pid):
         yield url
-    finally:
-        _stop_children([child])
 
 
 @pytest.fixture(scope="session")

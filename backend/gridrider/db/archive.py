@@ -138,7 +138,9 @@ ARCHIVE_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtextextended('archive:incide
 ARCHIVE_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtextextended('archive:incidents', 0))"
 
 
-class Root(msgspec.Struct, frozen=True):
+class FinishedIncident(msgspec.Struct, frozen=True):
+    """An incident that could move (or lose its photos: db/retention.py), with when it finished."""
+
     id: int
     finished_at: dt.datetime
 
@@ -153,9 +155,9 @@ class ArchiveTablesDiffer(Exception):
 
 
 async def roots_page(conn: Connection, *, finished_before: dt.datetime, after: tuple[dt.datetime, int], limit: int,
-                     lock: bool) -> list[Root]:
+                     lock: bool) -> list[FinishedIncident]:
     sql = ROOTS_PAGE_FOR_UPDATE_SQL if lock else ROOTS_PAGE_SQL
-    return [Root(**r) for r in await conn.fetch(sql, finished_before, after[0], after[1], limit)]
+    return [FinishedIncident(**r) for r in await conn.fetch(sql, finished_before, after[0], after[1], limit)]
 
 
 async def groups(conn: Connection, root_ids: list[int]) -> dict[int, int]:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import msgspec
 
-from gridrider.db.archive import PHOTO_IDS_OF_INCIDENTS_SQL
+from gridrider.db.archive import PHOTO_IDS_OF_INCIDENTS_SQL, FinishedIncident
 from gridrider.db.pool import Connection
 
 # One page of finished incidents, oldest first, after the (finished_at, id) the previous page ended at
@@ -59,11 +59,6 @@ SELECT (SELECT count(*) FROM gone) AS members,
        (SELECT count(*) FROM sessions_gone) AS sessions,
        (SELECT count(*) FROM subscriptions_gone) AS push_subscriptions
 """
-
-
-class FinishedIncident(msgspec.Struct, frozen=True):
-    id: int
-    finished_at: dt.datetime
 
 
 class Pseudonymised(msgspec.Struct, frozen=True):
