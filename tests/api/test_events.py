@@ -6,16 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-from gridrider.cli import _stop_children, _wait_ready
-from gridrider.embedded import free_loopback_port
 from tests.api.test_reports import files, meta
+from tests.conftest import running_api
 from tests.jobs.conftest import run_burst
 from tests.test_scenario import GRID, HERE
 
@@ -24,23 +20,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_api_processes(settings, tmp_path, db):
-    children, urls = [], []
-    for n in range(2):
-        port = free_loopback_port()
-        env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-               "GRIDRIDER_DATA_DIR": str(tmp_path / f"api{n}"), "GRIDRIDER_PORT": str(port),
-               "GRIDRIDER_SESSION_SECRET": settings.session_secret,
-               "GRIDRIDER_URL_SIGNING_SECRET": settings.url_signing_secret,
-               "GRIDRIDER_VAPID_PRIVATE_KEY": settings.vapid_private_key, "GRIDRIDER_LOG_LEVEL": "warning"}
-        children.append(subprocess.Popen([sys.executable, "-m", "gridrider", "api"], env=env,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url in urls:
-            assert _wait_ready(url, children, timeout_s=60), "an API process did not start"
-        yield urls
-    finally:
-        _stop_children(children)
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(running_api(settings, tmp_path / f"api{n}", tmp_path / f"api{n}.log"))[0]
+               for n in range(2)]
 
 
 class Listener:
@@ -153,3 +135,15 @@ async def test_the_stream_needs_a_bearer_token(two_api_processes):
         assert reply.status_code == 401
         reply = await client.get(f"{two_api_processes[0]}/api/v1/events?token=abc")
         assert reply.status_code == 401  # a token in the URL is never read
+
+
+
+@pytest.mark.parametrize("last_event_id", ["abc", "\u00b2", "9" * 20, "-1", "1e9", "7 8"])
+async def test_a_last_event_id_the_stream_never_sent_replays_nothing_and_is_no_500(
+        login, two_api_processes, last_event_id):
+    member = await login("grid_member", "13944440009", [GRID])
+    # As raw bytes: '²' is a digit to str.isdigit() but not to int(), and not ASCII.
+    headers = {"Authorization": f"Bearer {member.token}", "Last-Event-ID": last_event_id.encode("latin-1")}
+    async with httpx.AsyncClient(timeout=10) as client, \
+            client.stream("GET", f"{two_api_processes[0]}/api/v1/events", headers=headers) as reply:
+        assert reply.status_code == 200  # the stream opens; nothing is replayed for an id it never sent

@@ -6,6 +6,7 @@ browser's EventSource cannot send headers, and a token in a URL would end up in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -27,6 +28,9 @@ class StreamUnavailable(DomainError):
     status, code = 503, "service_unavailable"
 
 
+_EVENT_ID = re.compile(r"[0-9]{1,18}")
+
+
 class EventController(Controller):
     path = "/api/v1/events"
 
@@ -36,7 +40,9 @@ class EventController(Controller):
                      ) -> Response:
         if services.stream_redis is None:
             raise StreamUnavailable("no Redis: the live stream is off; the app polls instead")
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+        # Only what the stream itself sends as ids (ASCII digits, a bigint); anything else replays nothing.
+        # (str.isdigit() would also pass '²', which int() refuses: a 500.)
+        after = int(last_event_id) if last_event_id and _EVENT_ID.fullmatch(last_event_id) else None
 
         async def replay() -> AsyncIterator[str]:
             if after is None:
