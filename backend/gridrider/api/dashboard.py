@@ -86,15 +86,11 @@ class Completion(msgspec.Struct, frozen=True):
     rate: float | None
 
 
-class StageDuration(msgspec.Struct, frozen=True):
-    median_s: float | None
-    n: int
-
-
 class Durations(msgspec.Struct, frozen=True):
-    creation_to_dispatch: StageDuration
-    dispatch_to_accept: StageDuration
-    accept_to_resolve: StageDuration
+    # The database's own rows (median seconds and how many were measured), as they are.
+    creation_to_dispatch: db.DurationRow
+    dispatch_to_accept: db.DurationRow
+    accept_to_resolve: db.DurationRow
 
 
 class OverdueIncident(msgspec.Struct, frozen=True):
@@ -196,14 +192,13 @@ class DashboardController(Controller):
         eligible = total - by_state["merged"] - by_state["rejected"]
         on_time = {stage: StageOnTime(judged=row.judged, on_time=row.on_time, rate=_rate(row.on_time, row.judged))
                    for stage, row in figures.stages.items()}
-        durations = {name: StageDuration(median_s=row.median_s, n=row.n) for name, row in figures.durations.items()}
         recurring = sorted((c for c in figures.cells if c.recurrences and c.recurrence_rank <= db.HOTSPOT_LIMIT),
                            key=lambda c: c.recurrence_rank)
         return DashboardOut(
             scope=area_scope, from_=first, to=last, now=now, incidents=total, by_state=by_state,
             by_category=figures.by_category, on_time=OnTime(**on_time),
             completion=Completion(completed=completed, eligible=eligible, rate=_rate(completed, eligible)),
-            durations=Durations(**durations),
+            durations=Durations(**figures.durations),
             overdue=Overdue(count=figures.overdue_total, incidents=[
                 OverdueIncident(id=r.id, category=r.category, area_code=r.area_code, stage=r.stage, due_at=r.due_at,
                                 overdue_s=r.overdue_s) for r in figures.overdue]),
