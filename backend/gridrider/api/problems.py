@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import redis.exceptions
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -137,6 +138,15 @@ def handle_text_refused_by_postgres(request: Request[Any, Any, Any], exc: Except
     return problem_response(request, status=422, code="text_invalid_character")
 
 
+def handle_server_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """PostgreSQL (or another server the request needs) went away mid-request: restarting, unreachable, its
+    connection dropped. Nothing was committed that the caller was not told of — a report's INSERT and its
+    answer share one transaction — so 503 with Retry-After tells the outbox to resend, which is safe
+    (client_id). The fault suite (tests/faults) saw these as 500s before this handler."""
+    log.warning("api.server_unreachable", path=request.url.path, method=request.method, error=type(exc).__name__)
+    return problem_response(request, status=503, code="service_unavailable", headers={"Retry-After": "2"})
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("api.unhandled", path=request.url.path, method=request.method, error=type(exc).__name__)
     return problem_response(request, status=HTTP_500_INTERNAL_SERVER_ERROR, code="internal")
@@ -148,5 +158,13 @@ EXCEPTION_HANDLERS = {
     asyncpg.exceptions.UntranslatableCharacterError: handle_text_refused_by_postgres,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,
+    # A lost connection, a server starting up or shutting down, a pool that could not connect in time.
+    asyncpg.PostgresConnectionError: handle_server_unreachable,
+    asyncpg.exceptions.OperatorInterventionError: handle_server_unreachable,
+    asyncpg.exceptions.TargetServerAttributeNotMatched: handle_server_unreachable,
+    OSError: handle_server_unreachable,
+    TimeoutError: handle_server_unreachable,
+    redis.exceptions.ConnectionError: handle_server_unreachable,
+    redis.exceptions.TimeoutError: handle_server_unreachable,
     Exception: handle_unexpected,
 }
