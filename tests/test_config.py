@@ -26,12 +26,22 @@ def test_environment_values_are_parsed():
     assert settings.data_dir == Path("/srv/gr")
 
 
+def test_a_read_replica_is_optional():
+    assert load_settings({"DATABASE_URL": "postgresql://u:p@db:5432/gr"}).database_replica_url is None
+    settings = load_settings({"DATABASE_URL": "postgresql://u:p@db:5432/gr",
+                              "DATABASE_REPLICA_URL": " postgresql://u:p@db-replica:5432/gr "})
+    assert settings.database_replica_url == "postgresql://u:p@db-replica:5432/gr"
+
+
 @pytest.mark.parametrize(
     ("env", "names", "says"),
     [
         ({"GRIDRIDER_PORT": "eighty"}, "GRIDRIDER_PORT", "whole number"),
         ({"GRIDRIDER_PORT": "70000"}, "GRIDRIDER_PORT", "between 1 and 65535"),
         ({"DATABASE_URL": "mysql://root@db/x"}, "DATABASE_URL", "postgres"),
+        ({"DATABASE_URL": "postgresql://db/gr", "DATABASE_REPLICA_URL": "db-replica:5432"}, "DATABASE_REPLICA_URL",
+         "postgres"),
+        ({"DATABASE_REPLICA_URL": "postgresql://db-replica/gr"}, "DATABASE_REPLICA_URL", "needs DATABASE_URL"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL", "redis"),
         ({"GRIDRIDER_PUBLIC_URL": "grid.example.cn"}, "GRIDRIDER_PUBLIC_URL", "http"),
         ({"GRIDRIDER_SESSION_SECRET": "short"}, "GRIDRIDER_SESSION_SECRET", "too short"),

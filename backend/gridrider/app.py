@@ -22,7 +22,7 @@ from gridrider.api.calendar import CalendarController
 from gridrider.api.categories import CategoryController
 from gridrider.api.channels import ChannelController
 from gridrider.api.dashboard import DashboardController
-from gridrider.api.deps import provide_limiter, provide_services, provide_tx
+from gridrider.api.deps import provide_limiter, provide_read_pool, provide_services, provide_tx
 from gridrider.api.events import EventController
 from gridrider.api.exports import ExportController
 from gridrider.api.health import HealthController
@@ -109,12 +109,17 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+        # min_size=0: nothing connects to the replica before a dashboard or ranking asks, so an API
+        # started while the replica is down still takes reports (DESIGN §9: readiness is the primary's).
+        replica_pool = await create_pool(settings.database_replica_url, min_size=0, max_size=10) \
+            if settings.database_replica_url else None
         redis = arq_redis(settings.redis_url) if settings.redis_url else None
         stream_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, max_connections=5000) \
             if settings.redis_url else None
         app.state.services = Services(
             settings=settings, clock=clock or SystemClock(), pool=pool, redis=redis,
             blobs=blobs or build_blob_store(settings), push=push, stream_redis=stream_redis,
+            replica_pool=replica_pool,
         )
         app.state.limiter = RateLimiter(redis)
         try:
@@ -124,6 +129,8 @@ def create_app(
                 await redis.aclose()
             if stream_redis is not None:
                 await stream_redis.aclose()
+            if replica_pool is not None:
+                await replica_pool.close()
             await pool.close()
 
     static = create_static_files_router(
@@ -142,7 +149,7 @@ def create_app(
         guards=[access_guard],
         dependencies={
             "services": Provide(provide_services), "tx": Provide(provide_tx), "me": Provide(provide_me),
-            "limiter": Provide(provide_limiter),
+            "limiter": Provide(provide_limiter), "read_pool": Provide(provide_read_pool),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=openapi,

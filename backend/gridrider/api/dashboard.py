@@ -62,6 +62,7 @@ from gridrider.api.day_range import day_range
 from gridrider.clock import local_day, local_day_start
 from gridrider.db import dashboard as db
 from gridrider.db.members import MemberRow
+from gridrider.db.pool import Pool
 from gridrider.domain.workflow import STATES_ALL
 from gridrider.services import Services
 
@@ -172,7 +173,7 @@ class DashboardController(Controller):
 
     @get("/", operation_id="getDashboard", opt=roles("supervisor", "admin"))
     async def dashboard(
-        self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
+        self, me: NamedDependency[MemberRow], services: NamedDependency[Services], read_pool: NamedDependency[Pool],
         # `scope` is a name Litestar reserves (the ASGI scope) and `from` a Python keyword, hence the aliases;
         # the dates are parsed here, not by Litestar, to answer with precise codes.
         area_scope: Annotated[str | None, QueryParameter(name="scope", max_length=64)] = None,
@@ -182,7 +183,8 @@ class DashboardController(Controller):
         now = services.clock.now()
         first, last = day_range(raw_from, raw_to, local_day(now))
         start, end = local_day_start(first), local_day_start(last + dt.timedelta(days=1))
-        async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # The replica when there is one (api/deps.provide_read_pool: figures may lag by seconds).
+        async with read_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             paths = await scope_paths(conn, me, area_scope)
             figures = await db.figures(conn, paths=paths, start=start, end=end, now=now)
 

@@ -46,6 +46,7 @@ from gridrider.api.rankings import AreaScope, At, PeriodKind
 from gridrider.clock import local_day, local_day_start
 from gridrider.db import exports as db
 from gridrider.db.members import MemberRow
+from gridrider.db.pool import Pool
 from gridrider.domain import csv_export, rankings
 from gridrider.domain.csv_export import Cell
 from gridrider.domain.members import PLATFORMS, mask_phone
@@ -232,7 +233,7 @@ class ExportController(Controller):
          media_type="text/csv")
     async def rankings_csv(
         self, request: Request[Any, Any, Any], me: NamedDependency[MemberRow], services: NamedDependency[Services],
-        period: PeriodKind = "month", at: At = None, area: AreaScope = None,
+        read_pool: NamedDependency[Pool], period: PeriodKind = "month", at: At = None, area: AreaScope = None,
         platform: Annotated[str | None, QueryParameter(max_length=16)] = None,
         lang: Annotated[str | None, QueryParameter(max_length=16)] = None,
     ) -> Stream:
@@ -240,15 +241,16 @@ class ExportController(Controller):
         if platform is not None and platform not in PLATFORMS:
             raise ValidationFailed(errors=[FieldError("platform", "invalid", "平台筛选无效。")])
         wanted = rankings.period_of(period, at, services.clock.now())
-        visible = await scope_paths(services.pool, me, area)
+        # The ranking page's figures, so from where the page reads them: the replica when there is one
+        # (api/deps.provide_read_pool).
+        visible = await scope_paths(read_pool, me, area)
         if EXPORT_SLOTS.full():
             raise RateLimited(EXPORT_BUSY_RETRY_S)
 
         query = db.RankingExportQuery(period=wanted.key, subtree_paths=visible, platform=platform)
-        pool = services.pool
         suffix = f"-{platform}" if platform else ""
         return _download(
-            lambda: db.ranking_rows(pool, query), [_pick(pair, language) for pair in RIDER_COLUMNS],
+            lambda: db.ranking_rows(read_pool, query), [_pick(pair, language) for pair in RIDER_COLUMNS],
             rider_cells(language, whole_phones=me.role == "supervisor"),
             filename=f"rankings-{_scope_label(me, area)}-{wanted.key}{suffix}.csv", language=language,
         )

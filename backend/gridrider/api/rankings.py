@@ -22,6 +22,7 @@ from litestar.params import QueryParameter
 
 from gridrider.api.auth import ANY_MEMBER, roles, scope_paths
 from gridrider.db.members import MemberRow
+from gridrider.db.pool import Pool
 from gridrider.domain import rankings
 from gridrider.domain.rankings import PageCursor, RiderRank, TeamRank
 from gridrider.errors import FieldError, ValidationFailed
@@ -114,7 +115,7 @@ class RankingController(Controller):
 
     @get("/riders", operation_id="rankRiders", opt=roles(*ANY_MEMBER))
     async def riders(
-        self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
+        self, me: NamedDependency[MemberRow], services: NamedDependency[Services], read_pool: NamedDependency[Pool],
         period: PeriodKind = "month", at: At = None, area: AreaScope = None,
         platform: Annotated[str | None, QueryParameter(max_length=16)] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=100)] = None,
@@ -123,8 +124,9 @@ class RankingController(Controller):
             raise ValidationFailed(errors=[FieldError("platform", "invalid", "平台筛选无效。")])
         wanted = rankings.period_of(period, at, services.clock.now())
         after = _decode_cursor(cursor)
-        # One snapshot: the page, the counts behind its ranks and the caller's row agree.
-        async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # One snapshot: the page, the counts behind its ranks and the caller's row agree. On the replica
+        # when there is one (api/deps.provide_read_pool): `figures_refreshed_at` tells how fresh it is.
+        async with read_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             paths = await scope_paths(conn, me, area)
             result = await rankings.rider_ranking(
                 conn, period=wanted, scope=paths, platform=platform, after=after, limit=PAGE,
@@ -140,10 +142,12 @@ class RankingController(Controller):
 
     @get("/teams", operation_id="rankTeams", opt=roles("supervisor", "admin"))
     async def teams(self, me: NamedDependency[MemberRow], services: NamedDependency[Services],
-                    period: PeriodKind = "month", at: At = None, area: AreaScope = None) -> TeamRankingOut:
+                    read_pool: NamedDependency[Pool], period: PeriodKind = "month", at: At = None,
+                    area: AreaScope = None) -> TeamRankingOut:
         now = services.clock.now()
         wanted = rankings.period_of(period, at, now)
-        async with services.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # On the replica when there is one (api/deps.provide_read_pool).
+        async with read_pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             paths = await scope_paths(conn, me, area)
             items = await rankings.team_ranking(conn, period=wanted, scope=paths, now=now)
         return TeamRankingOut(period=wanted.key, start=wanted.start, end=wanted.end - dt.timedelta(days=1),
