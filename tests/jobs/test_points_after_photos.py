@@ -24,3 +24,30 @@ async def test_first_report_points_wait_for_the_photo_then_arrive(client, login,
 
     await run_burst(settings, clock, queue=PHOTOS_QUEUE)
     assert [tuple(r) for r in await db.fetch(ledger, rider.member_id)] == [("first_report", 8)]
+
+
+async def test_a_report_whose_photo_was_ready_before_it_merged_into_an_accepted_incident_earns_its_corroboration(
+    client, login, settings, clock, db, street_photos,
+):
+    """The photo worker can run ahead of process_report (a queue backed up, a worker restarting): the photo
+    job then finds no incident to pay for, so the merge into the accepted incident must pay."""
+    first = await login("courier", "13900004002", [GRID])
+    second = await login("courier", "13900004003", [GRID])
+    member = await login("grid_member", "13700004002", [GRID])
+    reply = await client.post("/api/v1/reports", headers=first.headers,
+                              files=files(meta(clock, category="garbage_pileup", **HERE), street_photos[:1]))
+    await run_burst(settings, clock)
+    await run_burst(settings, clock, queue=PHOTOS_QUEUE)
+    incident = await db.fetchval("SELECT incident_id FROM reports WHERE id = $1", reply.json()["id"])
+    accepted = await client.post(f"/api/v1/incidents/{incident}/accept", json={}, headers=member.headers)
+    assert accepted.status_code == 200, accepted.text
+
+    late = await client.post("/api/v1/reports", headers=second.headers,
+                             files=files(meta(clock, category="garbage_pileup", **HERE), street_photos[1:2]))
+    assert late.status_code == 201, late.text
+    await run_burst(settings, clock, queue=PHOTOS_QUEUE)  # the photo first: no incident yet, nothing to pay
+    ledger = "SELECT reason, amount FROM points_ledger WHERE member_id = $1"
+    assert await db.fetch(ledger, second.member_id) == []
+    await run_burst(settings, clock)  # then the merge into the accepted incident
+    assert await db.fetchval("SELECT incident_id FROM reports WHERE id = $1", late.json()["id"]) == incident
+    assert [tuple(r) for r in await db.fetch(ledger, second.member_id)] == [("corroboration", 2)]

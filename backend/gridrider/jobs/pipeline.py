@@ -7,7 +7,7 @@ import asyncio
 from gridrider.db import incidents as db_incidents
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.pool import Connection
-from gridrider.domain import gaming, incidents
+from gridrider.domain import gaming, incidents, points
 from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.domain.routing import AreaIndex
 from gridrider.jobs.notify import enqueue_notify
@@ -56,6 +56,11 @@ async def _route(call: JobCall, *, merge: bool) -> str:
     await flag_reused_report_photos(conn, report_id=report_id, now=call.services.clock.now())
     # Anti-gaming checks (impossible travel, capture clock, bursts): flags withhold the report's points.
     await gaming.detect(conn, report_id=report_id, now=call.services.clock.now())
+    if outcome.merged:
+        # Merged into an incident already accepted, with photos that finished before this job ran (their job
+        # found no incident to pay for): the corroboration is due now, and nobody else would pay it. The fault
+        # suite found this when a Redis restart let the photo worker run ahead of process_report.
+        await points.award_ready_reports(conn, incident_id=outcome.incident_id, now=call.services.clock.now())
     # Counted just before the job's commit (the runner's): a commit that then fails is counted again on retry,
     # a rare over-count accepted for not threading an after-commit hook through every job.
     INCIDENTS_ROUTED.labels("merged" if outcome.merged else "created").inc()
