@@ -137,14 +137,14 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from gridrider.jobs.queue import DEFAULT_QUEUE, PHOTOS_QUEUE
-    from gridrider.jobs.worker import build_worker
+    from gridrider.jobs.worker import run_worker
     from gridrider.metrics import start_metrics_listener
 
     runtime = resolve_runtime(_load(), allow_embedded=False)
     queue = {"default": DEFAULT_QUEUE, "photos": PHOTOS_QUEUE}[args.queue]
     start_metrics_listener(runtime.settings, with_database=False)
     use_uvloop()
-    build_worker(runtime.settings, queue=queue).run()
+    run_worker(runtime.settings, queue=queue)
     return 0
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from typing import Any
 
+import asyncpg
 from arq.cron import cron
 from arq.worker import Function, Worker, func
+from redis.exceptions import RedisError
 
 from gridrider.channels.sms import sms_provider
 from gridrider.channels.wecom import WeComRobot
@@ -21,10 +26,14 @@ from gridrider.jobs.rankings import refresh_report_figures
 from gridrider.jobs.registry import JOB_KINDS, JobKind
 from gridrider.jobs.relay import relay_due_jobs
 from gridrider.jobs.runner import run_job_row
+from gridrider.logging import get_logger
 from gridrider.push import build_push
 from gridrider.push.network import PUBLIC_INTERNET, PushNetwork
 from gridrider.services import Services
 
+log = get_logger(__name__)
+# What ends arq's loop when a server goes away (Redis restarted, PostgreSQL unreachable at startup).
+SERVER_LOST = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 
 def _arq_function(kind: str, spec: JobKind, settings: Settings) -> Function:
     async def run(ctx: dict[str, Any], job_id: int) -> str:
@@ -111,3 +120,44 @@ def build_worker(
     )
 
 
+
+
+def run_worker(settings: Settings, *, queue: str = DEFAULT_QUEUE, restart_delay_s: float = 0.5,
+               **options: Any) -> None:
+    """Run a worker until a signal stops it, starting a fresh one whenever a lost server ends the last.
+
+    arq's loop does not survive its Redis going away: the first failed poll ends `Worker.run` with a
+    ConnectionError (the fault suite found this: a Redis restart left every worker process dead). Nothing is
+    lost when it ends — the job table holds the work and the relay re-drives it — so the process waits a
+    moment and starts again with a new event loop, new pools and new connections, backing off to 10 s while
+    the server stays away.
+    """
+    delay = restart_delay_s
+    while True:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        worker = build_worker(settings, queue=queue, **options)
+        started = time.monotonic()
+        try:
+            worker.run()
+            return  # a signal asked it to stop
+        except SERVER_LOST as exc:
+            log.warning("worker.server_lost", queue=queue, error=type(exc).__name__, restart_in_s=delay)
+        finally:
+            _abandon(loop, worker)
+        time.sleep(delay)
+        delay = restart_delay_s if time.monotonic() - started > 60 else min(10.0, delay * 2)
+
+
+def _abandon(loop: asyncio.AbstractEventLoop, worker: Worker) -> None:
+    """Cancel what the dead worker left running (its jobs roll back; their leases expire and the relay
+    runs them again), and close its pools, which its own shutdown could not reach."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    if worker.on_shutdown is not None and "services" in worker.ctx:
+        with contextlib.suppress(BaseException):
+            loop.run_until_complete(asyncio.wait_for(worker.on_shutdown(worker.ctx), 10))
+    loop.close()
