@@ -202,6 +202,36 @@ def test_a_photo_that_keeps_its_size_still_loses_its_comment() -> None:
     assert_no_metadata(result.display, originals_strings=(b"kept by Pillow",))
 
 
+@pytest.mark.parametrize(
+    ("size", "orientation"),
+    [((1600, 1200), 1), ((1600, 1200), 6), ((4000, 3000), 1), ((4000, 3000), 8), ((640, 480), 3)],
+)
+def test_display_pixels_are_a_plain_image_that_carries_nothing(size: tuple[int, int], orientation: int) -> None:
+    # Kept at its size, only turned, only resized, both: each path ends in the rebuild.
+    exif = gps_exif()
+    exif[0x0112] = orientation
+    data = jpeg_bytes(Image.new("RGB", size, (200, 120, 40)), comment=b"rider 4711", icc_profile=SRGB_ICC, exif=exif)
+    pixels = pipeline._display_pixels(data)
+    assert type(pixels) is Image.Image, type(pixels)  # not the JPEG plugin's class, with its app segments
+    assert pixels.info == {} and pixels.mode == "RGB"
+
+
+def test_display_pixels_spread_over_several_blocks_are_copied_the_same() -> None:
+    """The rebuild shares the pixels when Pillow stores them in one block and copies them otherwise."""
+    data = jpeg_bytes(Image.linear_gradient("L").convert("RGB").resize((1600, 1200)), comment=b"rider 4711")
+    shared = normalise(data)
+    block_size = Image.core.get_block_size()
+    Image.core.set_block_size(1 << 20)  # 1600x1200 RGB is 7.7 MB: eight blocks, no zero-copy export
+    try:
+        with pytest.raises(ValueError, match="not contiguous"):
+            Image.fromarrow(Image.new("RGB", (1600, 1200)), "RGB", (1600, 1200))
+        copied = normalise(data)
+    finally:
+        Image.core.set_block_size(block_size)
+    assert copied == shared
+    assert_no_metadata(copied.display, originals_strings=(b"rider 4711",))
+
+
 def test_png_and_webp_inputs_lose_their_metadata() -> None:
     from PIL import PngImagePlugin
 

@@ -19,19 +19,28 @@ Steps, and why:
 3. Convert to RGB: alpha is composited on white, 16-bit grey scaled (not clipped) to 8 bits,
    CMYK/P/LA/1/I converted.
 4. Resize to the display size (Hamming, see `_DISPLAY_RESAMPLE`), apply the EXIF orientation
-   (the same mapping as `ImageOps.exif_transpose`), then REBUILD a new image from the pixels: a
-   resized or transposed Pillow image keeps the original's `info` (EXIF, ICC, XMP, comment) and
-   Pillow's JPEG encoder writes `info['comment']` back as a COM segment even when no `exif=` is
-   given. Nothing of the original file but its pixels reaches the encoders, and they are given no
-   metadata.
+   (the same mapping as `ImageOps.exif_transpose`), then REBUILD a new plain image of the pixels
+   alone (over the same pixel memory, see `_pixels_only`): a resized or transposed Pillow image
+   keeps the original's `info` (EXIF, ICC, XMP, comment) and Pillow's JPEG encoder writes
+   `info['comment']` back as a COM segment even when no `exif=` is given. Nothing of the original
+   file but its pixels reaches the encoders, and they are given no metadata.
 5. Display JPEG, thumbnail JPEG (from the display pixels) and a 64-bit difference hash (from the
    thumbnail pixels).
 
 Cost on this machine (2-core AMD EPYC VM, shared; `gridrider bench images` prints current figures):
-about 90 ms CPU (p50; 76 ms best) for a 12 MP phone JPEG (draft decode at 1/2 ~40 ms, Hamming
-2000->1600 ~30 ms, display encode ~8 ms) and about 27 ms (p50; 21 ms best) for a 1600 px JPEG
-(decode ~9 ms, display encode ~8 ms, rebuild ~2 ms, thumbnail ~2 ms, hash ~1 ms), in a process
-whose allocator is tuned as the sandbox's child is (`sandbox.tune_allocator`).
+about 58 ms CPU (p50) for a 12 MP phone JPEG (draft decode at 1/2 ~25 ms, Hamming 2000->1600
+~24 ms, display encode ~5 ms) and about 14-15 ms (p50) for a 1600 px JPEG (decode ~6.5 ms, display
+encode ~5 ms, thumbnail ~1.3 ms, hash ~0.5 ms, thumbnail encode ~0.2 ms, scan count ~0.15 ms), in a
+process whose allocator is tuned as the sandbox's child is (`sandbox.tune_allocator`).
+
+A 1600 px photo is thus ~80% libjpeg-turbo's own decode and encode. Tried and left out (interleaved
+runs, this machine): libjpeg's fast IDCT with merged upsampling (the draft argument of Pillow's JPEG
+decoder, which `Image.draft` leaves off) saves 0.4 ms of the decode but its pixels are only 42 dB
+from the accurate decode's; decoding to YCbCr and encoding from it saves the colour conversions but
+the encode is 1.3 ms slower; feeding the decoder the whole file at once instead of 64 KB reads
+changes nothing. Skipping the display's re-encode for an upload that is already a 1600 px baseline
+JPEG (copying its entropy-coded data, dropping its other segments) would save ~5 ms, but it would
+serve the uploader's own bytes rather than pixels rebuilt here: not done.
 """
 
 from __future__ import annotations
@@ -58,9 +67,12 @@ THUMB_MAX_PX = 320
 #   re-encoding at JPEG q80 on the same 8x8 grid is nearly lossless (54.9 dB against the decoded
 #   upload, 430 KB), while WebP q80 m0 adds a full generation of loss (36.7 dB, 366 KB, 85 ms).
 # The goal is <= 25 ms CPU for all of a 1600 px photo (decode + display + thumb + hash); any WebP
-# method alone is 3x that, so the ~25% fewer bytes of WebP are not worth it here. JPEG also keeps
+# method alone is 2-3x that, so the ~25% fewer bytes of WebP are not worth it here. JPEG also keeps
 # the display image readable by every WeCom/SMS landing page and old WebView. Progressive JPEG
 # (5% smaller, 6x the encode CPU) and optimize=True (1.5% smaller, +10 ms) were rejected too.
+# Re-measured with the pipeline at ~14 ms for a 1600 px photo (the 1600 px client JPEG, quiet
+# machine): JPEG q80 5 ms / 430 KB, optimize=True 13 ms / 423 KB, WebP q80 m0 49 ms / 366 KB,
+# m2 82 ms / 352 KB.
 DISPLAY_TYPE = "image/jpeg"
 DISPLAY_QUALITY = 80
 THUMB_QUALITY = 75
@@ -249,11 +261,28 @@ def _display_pixels(data: bytes) -> Image.Image:
             method = _TRANSPOSE.get(orientation)
             if method is not None:
                 rgb = rgb.transpose(method)
-            # Rebuild: a new image made from the pixels alone (see the module docstring, step 4).
-            clean = Image.new("RGB", rgb.size, None)  # None: not zero-filled, as paste covers every pixel
-            clean.paste(rgb)
-    assert not clean.info
+            clean = _pixels_only(rgb)
+    assert type(clean) is Image.Image and not clean.info
     return clean
+
+
+def _pixels_only(image: Image.Image) -> Image.Image:
+    """The rebuild (see the module docstring, step 4): a new plain Image of `image`'s pixels alone.
+
+    `Image.fromarrow` wraps the same pixel memory in a new `Image.Image` (not the plugin's class,
+    with an empty `info`) without copying it. For an upright 1600 px upload, which is neither
+    resized nor transposed, copying its 7.7 MB into `Image.new` + `paste` cost 0.5-1.5 ms of its
+    15-17 ms (interleaved `normalise` runs against the copying version; identical output bytes).
+    Pillow exports only pixels stored in one block (its arena's 16 MB blocks; a display image is at
+    most 1600x1600x4 = 10 MB), so anything else is copied. The shared pixels are read-only: Pillow
+    copies them before any in-place change.
+    """
+    try:
+        return Image.fromarrow(image, "RGB", image.size)
+    except ValueError:  # rows in more than one block
+        clean = Image.new("RGB", image.size)
+        clean.paste(image)
+        return clean
 
 
 def _orientation(image: Image.Image) -> int:
