@@ -23,6 +23,7 @@ async def test_first_report_points_wait_for_the_photo_then_arrive(client, login,
     assert await db.fetch(ledger, rider.member_id) == []  # waiting for the photo
 
     await run_burst(settings, clock, queue=PHOTOS_QUEUE)
+    await run_burst(settings, clock)  # award_points, which the photo job asked for
     assert [tuple(r) for r in await db.fetch(ledger, rider.member_id)] == [("first_report", 8)]
 
 
@@ -48,6 +49,33 @@ async def test_a_report_whose_photo_was_ready_before_it_merged_into_an_accepted_
     await run_burst(settings, clock, queue=PHOTOS_QUEUE)  # the photo first: no incident yet, nothing to pay
     ledger = "SELECT reason, amount FROM points_ledger WHERE member_id = $1"
     assert await db.fetch(ledger, second.member_id) == []
-    await run_burst(settings, clock)  # then the merge into the accepted incident
+    await run_burst(settings, clock)  # then the merge into the accepted incident, and its award_points
     assert await db.fetchval("SELECT incident_id FROM reports WHERE id = $1", late.json()["id"]) == incident
+    assert [tuple(r) for r in await db.fetch(ledger, second.member_id)] == [("corroboration", 2)]
+
+
+async def test_a_report_merged_into_an_accepted_incident_before_its_photo_is_done_earns_when_the_photo_is(
+    client, login, settings, clock, db, street_photos,
+):
+    """The other order: the merge's award finds the photo pending and pays nothing; the photo's own award
+    (a job of its own, not the merge's again) pays."""
+    first = await login("courier", "13900004004", [GRID])
+    second = await login("courier", "13900004005", [GRID])
+    member = await login("grid_member", "13700004003", [GRID])
+    reply = await client.post("/api/v1/reports", headers=first.headers,
+                              files=files(meta(clock, category="garbage_pileup", **HERE), street_photos[:1]))
+    await run_burst(settings, clock)
+    await run_burst(settings, clock, queue=PHOTOS_QUEUE)
+    incident = await db.fetchval("SELECT incident_id FROM reports WHERE id = $1", reply.json()["id"])
+    assert (await client.post(f"/api/v1/incidents/{incident}/accept", json={},
+                              headers=member.headers)).status_code == 200
+
+    late = await client.post("/api/v1/reports", headers=second.headers,
+                             files=files(meta(clock, category="garbage_pileup", **HERE), street_photos[1:2]))
+    await run_burst(settings, clock)  # merged, and its award run: the photo is pending, nothing paid yet
+    ledger = "SELECT reason, amount FROM points_ledger WHERE member_id = $1"
+    assert await db.fetchval("SELECT incident_id FROM reports WHERE id = $1", late.json()["id"]) == incident
+    assert await db.fetch(ledger, second.member_id) == []
+    await run_burst(settings, clock, queue=PHOTOS_QUEUE)
+    await run_burst(settings, clock)
     assert [tuple(r) for r in await db.fetch(ledger, second.member_id)] == [("corroboration", 2)]

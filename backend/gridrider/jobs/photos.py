@@ -7,11 +7,11 @@ photo that fails to decode is marked `failed` with its reason; nothing else abou
 from __future__ import annotations
 
 from gridrider.db import photos as db_photos
-from gridrider.domain import points
 from gridrider.domain.photo_reuse import flag_reused_proof_photos, flag_reused_report_photos
 from gridrider.images.blobs import new_blob_key
 from gridrider.images.pipeline import PhotoFailed
 from gridrider.images.sandbox import PhotoSandbox
+from gridrider.jobs.awards import enqueue_award
 from gridrider.jobs.runner import JobCall
 from gridrider.logging import get_logger
 
@@ -77,8 +77,9 @@ async def normalise_photos(call: JobCall) -> str:
     # incident and the hashes, so exactly one of them runs the reuse check on complete data.
     await db_photos.lock_report(conn, report_id)
     reused = await flag_reused_report_photos(conn, report_id=report_id, now=services.clock.now())
-    # A report whose photos finish after its incident was accepted earns its points now (DESIGN §2d).
+    # A report whose photos finish after its incident was accepted earns its points now (DESIGN §2d), in a
+    # job of its own: this one holds the report's row lock (see jobs/awards.py).
     incident_id = await db_photos.incident_of_report(conn, report_id)
     if incident_id is not None:
-        await points.award_ready_reports(conn, incident_id=incident_id, now=services.clock.now())
+        await enqueue_award(call.tx, incident_id=incident_id, report_id=report_id, after="photos")
     return f"{ready} ready, {failed} failed, {reused} flagged reused"

@@ -7,9 +7,10 @@ import asyncio
 from gridrider.db import incidents as db_incidents
 from gridrider.db.jobs import ClaimedJob
 from gridrider.db.pool import Connection
-from gridrider.domain import gaming, incidents, points
+from gridrider.domain import gaming, incidents
 from gridrider.domain.photo_reuse import flag_reused_report_photos
 from gridrider.domain.routing import AreaIndex
+from gridrider.jobs.awards import enqueue_award
 from gridrider.jobs.notify import enqueue_notify
 from gridrider.jobs.queue import Tx
 from gridrider.jobs.runner import JobCall
@@ -60,7 +61,7 @@ async def _route(call: JobCall, *, merge: bool) -> str:
         # Merged into an incident already accepted, with photos that finished before this job ran (their job
         # found no incident to pay for): the corroboration is due now, and nobody else would pay it. The fault
         # suite found this when a Redis restart let the photo worker run ahead of process_report.
-        await points.award_ready_reports(conn, incident_id=outcome.incident_id, now=call.services.clock.now())
+        await enqueue_award(call.tx, incident_id=outcome.incident_id, report_id=report_id, after="merged")
     # Counted just before the job's commit (the runner's): a commit that then fails is counted again on retry,
     # a rare over-count accepted for not threading an after-commit hook through every job.
     INCIDENTS_ROUTED.labels("merged" if outcome.merged else "created").inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gridrider.jobs import archive, maintenance, notify, photos, pipeline, retention, wecom
+from gridrider.jobs import archive, awards, maintenance, notify, photos, pipeline, retention, wecom
 from gridrider.jobs.queue import DEFAULT_QUEUE, queue_for
 from gridrider.jobs.runner import DeadHandler, Handler
 
@@ -27,6 +27,7 @@ JOB_KINDS: dict[str, JobKind] = {
     # Its own attempts are many: it is the last resort for a report whose processing kept failing.
     "route_report_minimal": JobKind(pipeline.route_report_minimal),
     "normalise_photos": JobKind(photos.normalise_photos),
+    "award_points": JobKind(awards.award_points),
     "notify": JobKind(notify.notify, on_dead=notify.on_notify_dead),
     "wecom_flush": JobKind(wecom.wecom_flush),
 }
