@@ -140,9 +140,10 @@ def handle_text_refused_by_postgres(request: Request[Any, Any, Any], exc: Except
 
 def handle_server_unreachable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """PostgreSQL (or another server the request needs) went away mid-request: restarting, unreachable, its
-    connection dropped. Nothing was committed that the caller was not told of — a report's INSERT and its
-    answer share one transaction — so 503 with Retry-After tells the outbox to resend, which is safe
-    (client_id). The fault suite (tests/faults) saw these as 500s before this handler."""
+    connection dropped; or the transaction lost a deadlock and was rolled back. Nothing was committed that
+    the caller was not told of — a report's INSERT and its answer share one transaction — so 503 with
+    Retry-After tells the outbox to resend, which is safe (client_id). The fault suite (tests/faults) saw
+    these as 500s before this handler."""
     log.warning("api.server_unreachable", path=request.url.path, method=request.method, error=type(exc).__name__)
     return problem_response(request, status=503, code="service_unavailable", headers={"Retry-After": "2"})
 
@@ -158,6 +159,10 @@ EXCEPTION_HANDLERS = {
     asyncpg.exceptions.UntranslatableCharacterError: handle_text_refused_by_postgres,
     ValidationException: handle_validation_error,
     HTTPException: handle_http_exception,
+    # Nothing was committed and a retry will do: two transactions waited on each other, or a snapshot
+    # conflict. Lock orders are kept to avoid these (jobs/awards.py); this is the answer if one still happens.
+    asyncpg.exceptions.DeadlockDetectedError: handle_server_unreachable,
+    asyncpg.exceptions.SerializationError: handle_server_unreachable,
     # A lost connection, a server starting up or shutting down, a pool that could not connect in time.
     asyncpg.PostgresConnectionError: handle_server_unreachable,
     asyncpg.exceptions.OperatorInterventionError: handle_server_unreachable,
