@@ -114,9 +114,13 @@ def build_worker(
         # a cancelled job rolls back and waits for its lease to expire before the relay runs it again.
         job_completion_wait=settings.job_lease_s,
         # 50 ms polling: `gridrider bench jobs` measured p50 commit→done 163 ms at 200 ms polling, 56 ms at 50 ms.
-        job_timeout=settings.job_lease_s, poll_delay=0.05, keep_result=3600,
-        # The job table holds outcomes; arq's result keys only serve to drop duplicate ids.
-        max_tries=1,
+        job_timeout=settings.job_lease_s, poll_delay=0.05,
+        # No result keys at all (the job table holds outcomes). arq writes one with the worker's keep_result
+        # when it gives up on an id it already tried — a job a killed worker had taken before its claim
+        # committed — and while that key lives, arq refuses the relay's nudges of the same id: the row sat
+        # pending for the key's hour (found by the fault suite). An id still queued or running is refused
+        # by its job key anyway, so nothing runs twice at once.
+        keep_result=0, max_tries=1,
     )
 
 
