@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # Tests use DATABASE_URL / REDIS_URL when set, else embedded servers; -n spreads them over the cores.
 PYTEST_ARGS ?= -n 2 --dist loadgroup
 
-.PHONY: up test install install-test chromium lint lock bench clean
+.PHONY: up test soak install install-test chromium lint lock bench clean
 
 up: install
 	$(BIN)/gridrider up --demo
@@ -15,6 +15,10 @@ up: install
 test: install-test
 	$(BIN)/ruff check backend tests
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Ten minutes of mixed faults under load (tests/faults/test_soak.py); `make test` runs the bounded version.
+soak: install-test
+	GRIDRIDER_SOAK_S=$(or $(SOAK_SECONDS),600) $(BIN)/pytest -p no:cacheprovider -s tests/faults/test_soak.py
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test chromium
