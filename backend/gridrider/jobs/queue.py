@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
 from redis.exceptions import RedisError
@@ -94,8 +95,15 @@ async def transaction_on(
 ) -> AsyncIterator[Tx]:
     """A transaction on a connection the caller already holds; its job rows are nudged after COMMIT."""
     tx = Tx(conn, clock, max_attempts=max_attempts)
-    async with conn.transaction():
-        yield tx
+    try:
+        async with conn.transaction():
+            yield tx
+    except asyncpg.InterfaceError as exc:
+        # The connection died mid-transaction, so the rollback could not even be sent: report the lost
+        # connection (a 503 to a caller, a retry to a job), not the rollback's "connection is closed".
+        if conn.is_closed() and isinstance(exc.__context__, Exception):
+            raise exc.__context__ from None
+        raise
     # Only here is the transaction committed; an exception above skipped this and rolled back.
     await nudge(redis, tx.jobs)
 
