@@ -28,6 +28,14 @@ from gridrider.db.pool import connect
 from gridrider.embedded import generate_vapid_private_key_pem
 from tests.faults.stack import PROCESSES, LoadRun, Stack
 
+# Rows inserted, updated and deleted so far (statistics lag ~0.5 s: fine over a step of tens of seconds).
+WRITES_SQL = "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del)::bigint FROM pg_stat_user_tables"
+WAL_SQL = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+SIZES_SQL = """
+SELECT relname, n_live_tup AS rows, pg_total_relation_size(relid) AS bytes
+FROM pg_stat_user_tables WHERE n_live_tup > 0 ORDER BY bytes DESC LIMIT 12
+"""
+
 
 def _tree_cpu(pid: int) -> float:
     """CPU seconds of a process and its children so far."""
@@ -80,8 +88,11 @@ async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -
     try:
         await asyncio.sleep(3)  # the load client's start-up (photos loaded) is not part of the step
         before, began = _sample(stack, load), time.monotonic()
+        writes_before, wal_before = await conn.fetchval(WRITES_SQL), await conn.fetchval(WAL_SQL)
         await asyncio.sleep(seconds)
         after, took = _sample(stack, load), time.monotonic() - began
+        writes = (await conn.fetchval(WRITES_SQL) - writes_before) / took
+        wal = (await conn.fetchval(WAL_SQL) - wal_before) / took
         backlog = await conn.fetchrow(
             "SELECT count(*) AS jobs, extract(epoch FROM now() - min(created_at)) AS oldest_s FROM jobs "
             "WHERE state IN ('pending', 'retry', 'running')")
@@ -96,6 +107,9 @@ async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -
     lines = [f"offered {rate:>5.0f}/s  acknowledged {len(waits) / seconds:>6.1f}/s  "
              f"rider wait p50 {p50 * 1000:>5.0f} ms p95 {p95 * 1000:>6.0f} ms  "
              f"jobs waiting {backlog['jobs']:>5} (oldest {backlog['oldest_s'] or 0:.0f} s)"]
+    per_report = len(waits) / seconds or 1
+    lines.append(f"    PostgreSQL: {writes:.0f} row writes/s ({writes / per_report:.1f} per report), "
+                 f"WAL {wal / 1024:.0f} KiB/s ({wal / per_report / 1024:.1f} KiB per report)")
     lines.append("    CPU cores: " + ", ".join(f"{name} {value:.2f}" for name, value in
                                                sorted(cores.items(), key=lambda kv: -kv[1])))
     return lines
@@ -118,6 +132,18 @@ async def main(rates: list[float], step_s: float) -> None:
                     await asyncio.sleep(0.5)
             finally:
                 await conn.close()
+        conn = await connect(stack.database_url)
+        try:
+            print("table sizes at the end (rows, bytes per row with indexes):", flush=True)
+            for row in await conn.fetch(SIZES_SQL):
+                per_row = row["bytes"] / row["rows"]
+                print(f"    {row['relname']:<24} {row['rows']:>8}  {per_row:>7.0f} B/row", flush=True)
+            blobs = sum(f.stat().st_size for f in (root / "data" / "blobs").rglob("*") if f.is_file())
+            photos = await conn.fetchval("SELECT count(*) FROM photos")
+            print(f"    blobs: {blobs / 2**20:.0f} MiB for {photos} photos ({blobs / max(photos, 1) / 1024:.0f} KiB "
+                  "per photo: original + display + thumbnail)", flush=True)
+        finally:
+            await conn.close()
     finally:
         await stack.stop()
 

@@ -23,14 +23,19 @@ from gridrider.embedded import EmbeddedRedis, free_loopback_port
 class PostgresServer:
     """A PostgreSQL cluster from the `pgserver` wheel's binaries, on a TCP port that survives restarts."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.pgdata = root / "pgdata"
+    def __init__(self) -> None:
+        # Not under pytest's temporary folder: as root, the server runs as pgserver's own user, who must be
+        # able to reach its data directory, and every new pytest session makes /tmp/pytest-of-root 0700
+        # again (a session started beside a running soak locked its PostgreSQL out). A short path also keeps
+        # the Unix socket under its ~107-byte limit.
+        self.root = Path(tempfile.mkdtemp(prefix="gr-faults-pg-"))
+        self.root.chmod(0o755)
+        self.pgdata = self.root / "pgdata"
         self.port = free_loopback_port()
-        # Unix socket paths are limited to ~107 bytes; pytest's tmp paths can be longer.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="gr-faults-pg-"))
+        self.socket_dir = self.root / "socket"
+        self.socket_dir.mkdir()
         self.socket_dir.chmod(0o777)
-        self.log = root / "postgres.log"
+        self.log = self.root / "postgres.log"
         self.system_user: str | None = None
 
     @property
@@ -44,7 +49,6 @@ class PostgresServer:
         """initdb (pgserver knows how to do that as a non-root user when we are root), then start on our port."""
         import pgserver
 
-        self.root.mkdir(parents=True, exist_ok=True)
         # pgserver initialises the cluster and starts it on a socket of its own; we stop that and run it ourselves.
         server = pgserver.get_server(self.pgdata, cleanup_mode=None)
         self.system_user = server.system_user
@@ -72,7 +76,7 @@ class PostgresServer:
         with contextlib.suppress(RuntimeError):
             if self.running():
                 self.stop("immediate")
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     @staticmethod
     def _bin(name: str) -> str:

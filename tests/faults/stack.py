@@ -86,7 +86,7 @@ class Stack:
     async def start(self, *, riders: int) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.clock_file.write_text("0")
-        self.pg = PostgresServer(self.root / "pg")
+        self.pg = PostgresServer()
         await asyncio.to_thread(self.pg.init)
         admin = await asyncpg.connect(self.pg.admin_url)
         await admin.execute("CREATE DATABASE gridrider")
