@@ -8,7 +8,8 @@ report it got a 2xx for.
 CONFIG: api_urls, riders [{member_id, token, lat, lon}], grid_members [{member_id, token}], rate (reports/s),
 photos_dir, stop_file (no new reports once it exists), resend_for_s (how long after the stop a report without
 an answer is still resent), out (the result, JSON), progress (each acknowledgement's time and wait, one per
-line, as they come), killer_reports (how many reports carry a photo that kills the decoder), seed.
+line, as they come), killer_reports (how many reports carry a photo that kills the decoder), photo_pool
+(0: a new photo per report; N: N made first and reused), seed.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class Load:
         self.config = config
         self.rng = random.Random(config.get("seed", 1))
         self.photos = Photos(Path(config["photos_dir"]), self.rng)
+        # A saturation run cannot afford to make each photo as it goes (the load would measure itself):
+        # it makes `photo_pool` of them first and reuses them (reuse detection then flags most reports).
+        self.pool = [self.photos.make() for _ in range(config.get("photo_pool", 0))]
         self.clients = [httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(15.0, connect=5.0),
                                           limits=httpx.Limits(max_connections=64))
                         for url in config["api_urls"]]
@@ -99,7 +103,10 @@ class Load:
         meta = {"client_id": str(uuid.uuid4()), "category": self.rng.choice(CATEGORIES),
                 "lat": round(lat, 6), "lon": round(lon, 6), "accuracy_m": 10.0, "position_source": "gps",
                 "captured_at": (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)).isoformat()}
-        photo = await asyncio.to_thread(self.photos.make, killer=killer)
+        if self.pool and not killer:
+            photo = self.rng.choice(self.pool)
+        else:
+            photo = await asyncio.to_thread(self.photos.make, killer=killer)
         files = [("meta", ("meta.json", json.dumps(meta).encode(), "application/json")),
                  ("photo", ("p0.jpg", photo, "image/jpeg"))]
         headers = {"Authorization": f"Bearer {rider['token']}"}

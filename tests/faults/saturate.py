@@ -83,10 +83,10 @@ def _sample(stack: Stack, load: LoadRun) -> dict[str, float]:
 
 async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -> list[str]:
     work = root / f"step-{n}"
-    load = LoadRun(work, stack.load_config(work, rate=rate, seed=n + 1))
+    load = LoadRun(work, stack.load_config(work, rate=rate, seed=n + 1) | {"photo_pool": 200})
     conn = await connect(stack.database_url)
     try:
-        await asyncio.sleep(3)  # the load client's start-up (photos loaded) is not part of the step
+        await asyncio.sleep(8)  # the load client's start-up (its photos made) is not part of the step
         before, began = _sample(stack, load), time.monotonic()
         writes_before, wal_before = await conn.fetchval(WRITES_SQL), await conn.fetchval(WAL_SQL)
         await asyncio.sleep(seconds)
