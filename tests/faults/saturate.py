@@ -96,6 +96,9 @@ async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -
         backlog = await conn.fetchrow(
             "SELECT count(*) AS jobs, extract(epoch FROM now() - min(created_at)) AS oldest_s FROM jobs "
             "WHERE state IN ('pending', 'retry', 'running')")
+        by_kind = await conn.fetch(
+            "SELECT kind, count(*) AS n FROM jobs WHERE state IN ('pending', 'retry', 'running') "
+            "GROUP BY kind ORDER BY n DESC")
         waits = [w for t, w in load.ack_waits() if t >= time.time() - seconds]
         await load.finish(timeout_s=300)
     finally:
@@ -106,7 +109,8 @@ async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -
     p95 = statistics.quantiles(waits, n=20)[18] if len(waits) >= 20 else float("nan")
     lines = [f"offered {rate:>5.0f}/s  acknowledged {len(waits) / seconds:>6.1f}/s  "
              f"rider wait p50 {p50 * 1000:>5.0f} ms p95 {p95 * 1000:>6.0f} ms  "
-             f"jobs waiting {backlog['jobs']:>5} (oldest {backlog['oldest_s'] or 0:.0f} s)"]
+             f"jobs waiting {backlog['jobs']:>5} (oldest {backlog['oldest_s'] or 0:.0f} s"
+             + "".join(f"; {r['kind']} {r['n']}" for r in by_kind) + ")"]
     per_report = len(waits) / seconds or 1
     lines.append(f"    PostgreSQL: {writes:.0f} row writes/s ({writes / per_report:.1f} per report), "
                  f"WAL {wal / 1024:.0f} KiB/s ({wal / per_report / 1024:.1f} KiB per report)")
@@ -117,7 +121,7 @@ async def _step(stack: Stack, root: Path, rate: float, seconds: float, n: int) -
 
 async def main(rates: list[float], step_s: float) -> None:
     root = Path(tempfile.mkdtemp(prefix="gridrider-saturate-"))
-    stack = Stack(root, generate_vapid_private_key_pem())
+    stack = Stack(root, generate_vapid_private_key_pem(), spread_riders=True)
     try:
         await stack.start(riders=Stack.riders_for(sum(rates), step_s + 10))
         print(f"deployment up in {root}: {len(stack.riders)} riders, {psutil.cpu_count()} cores", flush=True)

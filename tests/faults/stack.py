@@ -67,6 +67,7 @@ class Stack:
     riders: list[Member] = field(default_factory=list)
     grid_members: list[Member] = field(default_factory=list)
     staff_subscriptions: dict[int, list[str]] = field(default_factory=dict)  # member → endpoints
+    spread_riders: bool = False
 
     @property
     def database_url(self) -> str:
@@ -198,7 +199,10 @@ class Stack:
         """Enrol through the server-side path, sign in through the API (each from an address of its own,
         as phones are), and subscribe every staff member's phone to the push service."""
         shapes = {a.code: shapely.geometry.shape(a.polygon) for a in zhangwu_demo_areas()}
-        spots = [shapes[g].representative_point() for g in GRIDS]
+        # Riders ride the grids that have members (so their incidents are taken), or with `spread_riders`
+        # every grid of the town, as a city's hazards are spread (the saturation run: no artificial hot spot).
+        grids = sorted(c for c in shapes if "-G" in c) if self.spread_riders else GRIDS
+        spots = [shapes[g].representative_point() for g in grids]
         plan: list[tuple[str, str, list[str], str | None]] = []
         for n in range(riders):
             plan.append(("courier", f"1391{n:07d}", ["ZW-ZWZ"], "meituan"))

@@ -11,6 +11,9 @@ places in the demo town, each grid member of every grid subscribed once; the lat
 
 The sink's address reaches the sender only through the PushNetwork this benchmark builds in code (as
 the tests do): nothing a deployment configures can point a sender at a local address.
+
+The sink, PostgreSQL and this process share the machine's cores, so the load average is printed with
+the figures: on a machine others are using, deliveries/s falls with it, CPU µs per delivery far less.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ from gridrider.bench import BenchRuntime, bench, bench_runtime, machine_line, pe
 from gridrider.config import Settings
 
 SINK_HOST = "push.bench.invalid"
+
+
+def _load_average() -> str:
+    try:
+        return "/".join(f"{value:.1f}" for value in os.getloadavg())  # 1, 5 and 15 minutes
+    except OSError:
+        return "unknown"
 
 
 def _sink_network(port: int, ca_path: Path):
@@ -149,7 +159,8 @@ async def _fan_out(settings: Settings, network, sink_port: int, ca_path: Path, s
                          f"{wall:.2f} s = {received / wall:,.0f} deliveries/s; CPU {cpu / subscriptions * 1e6:.0f} µs "
                          f"per delivery (this process)")
         best = max(received / wall for wall, _, received in runs)
-        lines.append(f"fan-out best: {best:,.0f} deliveries/s per worker process (goal ≥3,000)")
+        lines.append(f"fan-out best: {best:,.0f} deliveries/s per worker process (goal ≥3,000); "
+                     f"load average {_load_average()}")
     finally:
         await services.push.aclose()
         await pool.close()
@@ -288,7 +299,7 @@ def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
         worker.terminate()
         worker.join(10)
         print(f"part 2: {len(answered)} reports answered 201 → {incidents} new incidents (the rest merged) → "
-              f"{len(latencies)} pushes matched at the sink")
+              f"{len(latencies)} pushes matched at the sink; load average {_load_average()}")
         if latencies:
             print(f"report 201 → push received: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
                   f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
