@@ -65,7 +65,7 @@ async def run_scenario(stack: Stack, name: str, fault: Callable[[], Awaitable[fl
         catching_up = asyncio.create_task(caught_up(stack, ended))
         await asyncio.sleep(after_s)
         load = await run.finish()
-        caught_up_s = await asyncio.wait_for(catching_up, 120)
+        caught_up_s = await catching_up
     finally:
         run.kill()  # a failed scenario must not leave its load running into the next
     ACKED.extend(load["acked"])
@@ -89,14 +89,20 @@ async def run_scenario(stack: Stack, name: str, fault: Callable[[], Awaitable[fl
     return figures
 
 
-async def caught_up(stack: Stack, ended: float) -> float:
+CAUGHT_UP_SQL = """
+SELECT kind, state, attempts, run_after, lease_until, last_error FROM jobs
+WHERE state IN ('pending', 'retry', 'running') AND created_at <= to_timestamp($1) ORDER BY id
+"""
+
+
+async def caught_up(stack: Stack, ended: float, timeout_s: float = 120) -> float:
     """Seconds from the fault's end until every job written before it — the reports, photos and alerts that
     piled up while something was broken — is finished (the load keeps coming meanwhile)."""
     conn = await connect(stack.database_url)
     try:
-        while await conn.fetchval(
-                "SELECT count(*) FROM jobs WHERE state IN ('pending', 'retry', 'running') "
-                "AND created_at <= to_timestamp($1)", ended):
+        while leftover := await conn.fetch(CAUGHT_UP_SQL, ended):
+            assert time.time() - ended < timeout_s, \
+                f"{len(leftover)} jobs from before the fault still not done, e.g. {[dict(r) for r in leftover[:5]]}"
             await asyncio.sleep(0.1)
         return time.time() - ended
     finally:

@@ -82,6 +82,27 @@ async def test_a_job_whose_redis_entry_was_lost_is_re_driven_by_the_relay(
         await redis.aclose()
 
 
+async def test_a_row_stuck_behind_an_arq_id_nobody_will_run_gets_a_fresh_id_after_a_minute(
+    settings, clock, db, redis, test_kinds,
+):
+    """A connection cut mid-enqueue can leave arq a job key for an id that is in no queue: arq then refuses
+    every nudge of that id. After a minute overdue the relay nudges the row under a new id."""
+    services = Services(settings=settings, clock=clock, pool=db, redis=redis, blobs=None)
+    async with transaction(db, clock, None, max_attempts=5) as tx:  # written, never nudged
+        job = await tx.add_job("probe_record")
+    await redis.psetex(f"arq:job:{job.arq_job_id}", 86_400_000, b"left behind")  # held, in no queue
+
+    assert await relay_due_jobs(services) == 0  # arq "already has" it
+    await run_burst(settings, clock)
+    assert (await job_row(db, job.id))["state"] == "pending"
+
+    clock.advance(seconds=61)
+    assert await relay_due_jobs(services) == 1
+    await run_burst(settings, clock)
+    assert (await job_row(db, job.id))["state"] == "done"
+    assert await effects(db) == [(job.id, 1, "ran")]
+
+
 async def test_a_worker_killed_mid_job_is_taken_over_after_its_lease(settings, db, redis, test_kinds):
     # Real time here: the killed worker is another process with the system clock.
     clock = ManualClock(dt.datetime.now(dt.UTC))

@@ -10,16 +10,23 @@ from gridrider.db.pool import Connection, Pool
 
 
 class JobRef(msgspec.Struct, frozen=True):
-    """Enough to nudge arq: its job id is `{kind}:{id}:{attempt}`."""
+    """Enough to nudge arq: its job id is `{kind}:{id}:{attempt}`, or `…:{attempt}.{n}` once it is overdue."""
 
     id: int
     kind: str
     attempts: int
+    # Whole minutes a due row has waited past its run_after (0 when the API or a job first nudges it).
+    overdue_min: int = 0
 
     @property
     def arq_job_id(self) -> str:
-        # The attempt this nudge is for; arq ignores a re-used id while it keeps the old result.
-        return f"{self.kind}:{self.id}:{self.attempts + 1}"
+        # The attempt this nudge is for: arq drops an id it still holds, so the relay's nudges of a row that
+        # is queued or running are harmless. But a row can wait under an id arq holds and will never run —
+        # its job key left behind by a connection cut mid-enqueue (seen in the fault suite's Redis blackhole:
+        # an award_points row stayed pending for minutes) — so each minute overdue gets a fresh id. Two
+        # arq jobs for one row are safe: the claim in the database lets one of them run it.
+        base = f"{self.kind}:{self.id}:{self.attempts + 1}"
+        return f"{base}.{self.overdue_min}" if self.overdue_min > 0 else base
 
 
 class ClaimedJob(msgspec.Struct, frozen=True):
@@ -66,10 +73,10 @@ RETURNING state
 """
 
 JOBS_DUE_SQL = """
-SELECT id, kind, attempts FROM jobs
+SELECT id, kind, attempts, floor(extract(epoch FROM $1 - run_after) / 60)::int AS overdue_min FROM jobs
 WHERE (state IN ('pending', 'retry') AND run_after <= $1)
 UNION ALL
-SELECT id, kind, attempts FROM jobs
+SELECT id, kind, attempts, floor(extract(epoch FROM $1 - lease_until) / 60)::int AS overdue_min FROM jobs
 WHERE state = 'running' AND lease_until < $1
 ORDER BY id
 LIMIT $2
