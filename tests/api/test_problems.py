@@ -117,3 +117,33 @@ async def test_a_struct_body_with_bad_fields_gets_field_errors(client):
     assert unknown.json()["errors"] == [{"field": "extra", "code": "unknown_field", "message": "不支持的字段 extra。"}]
     missing = await client.post("/test/point", json={"lat": 1.0}, headers={"Accept-Language": "en"})
     assert missing.json()["errors"] == [{"field": "lon", "code": "required", "message": "The field lon is required."}]
+
+
+async def test_a_database_gone_mid_request_is_503_and_our_own_misuse_stays_500(client):
+    """What asyncpg raises when the server went away under a request (tests/faults saw each as a 500) is a
+    503 the outbox resends after Retry-After; an InterfaceError of our own making is still a 500."""
+    import asyncpg
+
+    raised = {
+        "/test/released": asyncpg.InterfaceError(
+            "cannot call Connection.fetchrow(): connection has been released back to the pool"),
+        "/test/lost": asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed mid-operation"),
+        "/test/starting": asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        "/test/deadlock": asyncpg.exceptions.DeadlockDetectedError("deadlock detected"),
+        "/test/refused": ConnectionRefusedError(111, "Connection refused"),
+        "/test/misuse": asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    }
+    def raising(error: Exception):
+        async def handler() -> None:
+            raise error
+        return handler
+
+    for path, error in raised.items():
+        client.app.register(post(path, opt={"access": "public"}, name=path)(raising(error)))
+    for path in raised:
+        reply = await client.post(path)
+        if path == "/test/misuse":
+            assert (reply.status_code, reply.json()["code"]) == (500, "internal"), path
+        else:
+            assert (reply.status_code, reply.json()["code"]) == (503, "service_unavailable"), path
+            assert reply.headers["retry-after"] == "2"

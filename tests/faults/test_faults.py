@@ -53,7 +53,7 @@ async def run_scenario(stack: Stack, name: str, fault: Callable[[], Awaitable[fl
                        killer_reports: int = 0, after_s: float = 8.0) -> Figures:
     """Load → fault (returns when the broken part is back, or its own recovery moment) → more load → settle
     → oracle. Recovery is the time from the fault's end to the first report acknowledged after it."""
-    n = len(REPORT)
+    n = len(list(stack.root.glob("load-*")))  # one folder per run, also after a failed one (its stop file)
     work = stack.root / f"load-{n}"
     # Each scenario has riders of its own, so none sends more in an hour than the burst rule allows.
     run = LoadRun(work, stack.load_config(

@@ -148,6 +148,18 @@ def handle_server_unreachable(request: Request[Any, Any, Any], exc: Exception) -
     return problem_response(request, status=503, code="service_unavailable", headers={"Retry-After": "2"})
 
 
+# What asyncpg says when a request's connection went away under it (the server restarted): the pool already
+# took the broken connection back, or it is closed. Only these InterfaceErrors are the server's going;
+# any other (an operation already in progress, …) is our bug and stays a 500.
+_CONNECTION_GONE = ("connection has been released back to the pool", "connection is closed")
+
+
+def handle_interface_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if any(text in str(exc) for text in _CONNECTION_GONE):
+        return handle_server_unreachable(request, exc)
+    return handle_unexpected(request, exc)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.exception("api.unhandled", path=request.url.path, method=request.method, error=type(exc).__name__)
     return problem_response(request, status=HTTP_500_INTERNAL_SERVER_ERROR, code="internal")
@@ -167,6 +179,7 @@ EXCEPTION_HANDLERS = {
     asyncpg.PostgresConnectionError: handle_server_unreachable,
     asyncpg.exceptions.OperatorInterventionError: handle_server_unreachable,
     asyncpg.exceptions.TargetServerAttributeNotMatched: handle_server_unreachable,
+    asyncpg.InterfaceError: handle_interface_error,
     OSError: handle_server_unreachable,
     TimeoutError: handle_server_unreachable,
     redis.exceptions.ConnectionError: handle_server_unreachable,
