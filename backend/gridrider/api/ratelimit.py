@@ -67,6 +67,12 @@ return {allowed and 1 or 0, curr, prev}
 """
 
 
+# What a Redis call raises when the server is gone: redis-py's errors, the socket's, a timeout — and under
+# uvloop a RuntimeError for a write on a transport the lost server closed (the fault suite's soak saw it
+# reach a rider as a 500).
+REDIS_TROUBLE = (RedisError, OSError, TimeoutError, RuntimeError)
+
+
 class Limit(msgspec.Struct, frozen=True):
     name: str  # e.g. 'report_intake', 'sign_in_failures'
     limit: int  # allowed hits per window
@@ -114,7 +120,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 await self._redis.delete(self.key(limit, subject))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_TROUBLE as exc:
             self._failed(limit, exc)
         else:
             self._recovered()
@@ -130,7 +136,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 allowed, curr, prev = await self._script(keys=[self.key(limit, subject)], args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_TROUBLE as exc:
             self._failed(limit, exc)
             return Decision(True, limit.limit, 0)
         self._recovered()

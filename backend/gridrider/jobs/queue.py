@@ -54,8 +54,9 @@ async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef], *, defer_until: 
             )
             # None: arq already holds this id (queued or running); counting it would hide a stuck row.
             handed += queued is not None
-        except (RedisError, OSError) as exc:
-            # The row is committed; the relay will hand it over once Redis answers again.
+        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
+            # The row is committed; the relay will hand it over once Redis answers again. (RuntimeError:
+            # uvloop's write on a transport the lost server closed — see api/ratelimit.REDIS_TROUBLE.)
             log.warning("jobs.nudge_failed", kind=job.kind, job_id=job.id, error=type(exc).__name__)
             break
     return handed
