@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
@@ -172,8 +171,3 @@ class BlackholeProxy:
             with contextlib.suppress(OSError):
                 writer.close()
 
-
-def kill_tree(pid: int, sig: int) -> None:
-    """Signal a process we started (its own children, e.g. decoder processes, die with it or are orphaned)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
