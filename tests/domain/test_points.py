@@ -206,6 +206,47 @@ async def test_corroboration_is_two_points_one_per_courier_at_most_five_first_re
         assert await rows(conn, others[5]) == [] and await rows(conn, others[6]) == []
 
 
+async def test_with_every_corroboration_slot_taken_the_first_reporter_is_still_paid_when_their_photo_finishes(
+        db, clock):
+    async with db.acquire() as conn:
+        first = await make_member(conn)
+        incident = await new_incident(conn, clock)
+        first_report = await add_report(conn, clock, incident, first, minutes_ago=100, photos=("pending",))
+        others = [await make_member(conn) for _ in range(6)]
+        for i, courier in enumerate(others):
+            await add_report(conn, clock, incident, courier, minutes_ago=80 - i)
+        await accept(conn, clock, incident)
+        assert [r[0] for r in await rows(conn)] == others[:5]  # five corroborations; the first report waits
+
+        late = await make_member(conn)
+        await add_report(conn, clock, incident, late)  # merged after every slot was taken
+        photo = await conn.fetchval("SELECT id FROM photos WHERE report_id = $1", first_report)
+        await set_photo(conn, photo, "ready")
+        await award(conn, clock, incident)
+        assert await rows(conn, first) == [(first, "first_report", 8, "incident", incident, 1)]
+        assert await rows(conn, others[5]) == [] and await rows(conn, late) == []
+
+
+async def test_a_flag_naming_only_the_incident_applies_to_every_report_or_to_its_member_only(db, clock):
+    async with db.acquire() as conn:
+        first, other = await make_member(conn), await make_member(conn)
+        everyone = await new_incident(conn, clock)
+        for member in (first, other):
+            await add_report(conn, clock, everyone, member)
+        await conn.execute("""INSERT INTO flags (kind, incident_id, state, decided_at, created_at)
+                              VALUES ('burst', $1, 'confirmed', $2, $2)""", everyone, clock.now())
+        await accept(conn, clock, everyone)
+        assert await rows(conn) == []
+
+        one_member = await new_incident(conn, clock)
+        await add_report(conn, clock, one_member, first, minutes_ago=5)
+        other_report = await add_report(conn, clock, one_member, other)
+        await conn.execute("""INSERT INTO flags (kind, member_id, incident_id, state, decided_at, created_at)
+                              VALUES ('burst', $1, $2, 'confirmed', $3, $3)""", first, one_member, clock.now())
+        await accept(conn, clock, one_member)
+        assert await rows(conn) == [(other, "corroboration", 2, "report", other_report, 0)]
+
+
 async def test_a_corroboration_merged_after_accept_earns_when_awarded_again(db, clock):
     async with db.acquire() as conn:
         first, late = await make_member(conn), await make_member(conn)

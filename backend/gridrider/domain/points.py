@@ -171,9 +171,13 @@ async def _settle(conn: Connection, *, incident_id: int, now: dt.datetime, event
     if not (cycle_accepted or incident.ever_accepted):
         return  # never accepted yet: nothing is final
     first_id = incident.first_reporter_id
-    by_courier = _earliest_per_courier(await db.reports_for_points(conn, incident_id))
     paid_corroborators = await db.corroborated_members(conn, incident_id)
     withheld = await db.members_with_withheld_points(conn, incident_id)
+    slots = MAX_CORROBORATIONS - len(paid_corroborators | (withheld - {first_id}))
+    # With every corroboration slot taken only the first reporter can still be owed anything, so only
+    # their reports are read: an incident many couriers report pays each later report in constant time.
+    by_courier = _earliest_per_courier(
+        await db.reports_for_points(conn, incident_id, reporter_id=first_id if slots <= 0 else None))
 
     # (report, reason, amount, source_kind, source_id, cycle), first reporter first, then couriers
     # in capture order
@@ -191,7 +195,6 @@ async def _settle(conn: Connection, *, incident_id: int, now: dt.datetime, event
         if report.photos_done:
             due.append((report, "corroboration", CORROBORATION_POINTS, "report", report.id, 0))
 
-    slots = MAX_CORROBORATIONS - len(paid_corroborators | (withheld - {first_id}))
     await db.lock_members(conn, [d[0].reporter_id for d in due])
     for report, reason, amount, source_kind, source_id, cycle in due:
         if reason == "corroboration" and slots <= 0:
