@@ -12,6 +12,7 @@ import os
 import random
 import time
 
+import asyncpg
 import pytest
 
 from gridrider.db.pool import connect
@@ -24,6 +25,35 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.xdist_group("fau
 
 RATE = 20.0
 EVERY_S = 40.0
+WATCH_EVERY_S = 20.0
+
+BACKLOG_SQL = """
+SELECT count(*) FILTER (WHERE state IN ('pending', 'retry', 'running')) AS busy,
+       count(*) FILTER (WHERE state = 'done') AS done,
+       coalesce(extract(epoch FROM clock_timestamp() - min(created_at) FILTER (WHERE state IN ('pending', 'retry'))),
+                0) AS oldest_s
+FROM jobs
+"""
+
+
+async def watch_backlog(stack: Stack) -> None:
+    """Every WATCH_EVERY_S: jobs waiting, jobs finished per second, the oldest waiting job's age — printed as
+    it goes, so a soak that falls behind shows when (and after which fault) it did."""
+    start, last_done = time.monotonic(), None
+    while True:
+        await asyncio.sleep(WATCH_EVERY_S)
+        try:
+            conn = await connect(stack.database_url)
+            try:
+                row = await conn.fetchrow(BACKLOG_SQL)
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            continue  # PostgreSQL is the fault right now
+        rate = "" if last_done is None else f"  done {(row['done'] - last_done) / WATCH_EVERY_S:5.1f}/s"
+        last_done = row["done"]
+        print(f"t+{time.monotonic() - start:4.0f} s  jobs waiting or running {row['busy']:>5}{rate}  "
+                f"oldest waiting {row['oldest_s']:5.0f} s", flush=True)
 
 
 @pytest.mark.skipif(not os.environ.get("GRIDRIDER_SOAK_S"), reason="the soak runs with `make soak`")
@@ -35,18 +65,21 @@ async def test_ten_minutes_of_mixed_faults_lose_and_double_nothing(tmp_path, vap
     rng = random.Random(seed)
     stack = Stack(tmp_path / "soak", vapid_pem)
     lines: list[str] = []
+    watch: asyncio.Task | None = None
     try:
         await stack.start(riders=Stack.riders_for(RATE, seconds + 60))
         run = LoadRun(tmp_path / "load", stack.load_config(tmp_path / "load", rate=RATE, killer_reports=10,
                                                            seed=seed))
         try:
             await run.wait_acks(int(RATE * 2))
+            watch = asyncio.create_task(watch_backlog(stack))
             start = time.monotonic()
             ends: list[tuple[str, float]] = []
             while time.monotonic() - start < seconds - EVERY_S:
                 await asyncio.sleep(EVERY_S * rng.uniform(0.6, 1.0))
                 name = rng.choice(list(faults.MIXED))
                 ends.append((name, await faults.MIXED[name](stack)))
+                print(f"t+{time.monotonic() - start:4.0f} s  {name} over", flush=True)
             ends.append(("clock jumps a day", await faults.clock_jump(stack)))
             await asyncio.sleep(10)
             load = await run.finish()
@@ -70,5 +103,7 @@ async def test_ten_minutes_of_mixed_faults_lose_and_double_nothing(tmp_path, vap
         lines += [figures.line(), f"escalations after the jump: {escalations}", f"errors seen: {load['errors']}",
                   f"accept errors seen: {load['accept_errors']}"]
     finally:
+        if watch is not None:
+            watch.cancel()
         await stack.stop()
         print("\nsoak (lost and duplicated must be 0):\n  " + "\n  ".join(lines))
