@@ -1,7 +1,8 @@
 """`gridrider bench <name>`: benchmarks that print the machine, their fixed load and their figures.
 
 They live outside `make test` (speed goals are measured, never asserted in tests). Each one uses
-DATABASE_URL / REDIS_URL when set, else the embedded servers in a throw-away data dir.
+the servers of DATABASE_URL / REDIS_URL when set — in a database of its own, created and dropped by
+`bench_database`, never the configured one — else the embedded servers in a throw-away data dir.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import msgspec
 from gridrider.config import Settings, load_settings
 
 BENCHES: dict[str, Callable[[list[str]], int]] = {}
+# The benches' own Redis database on a configured server (a deployment uses 0 unless told otherwise).
+BENCH_REDIS_DB = 15
 
 
 def bench(name: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
@@ -81,7 +84,10 @@ def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False,
                    reuse: bool = False) -> Iterator[Settings]:
     """Settings whose database is `name`: on a configured server, created afresh (dropped afterwards
     unless `keep`; with `reuse`, one kept by an earlier run is used as it is) so a bench never touches
-    the real database; in a throw-away data dir, as is."""
+    the real database; in a throw-away data dir, as is.
+
+    On a configured Redis the bench's queues live in Redis database BENCH_REDIS_DB, so its workers never
+    take a deployment's jobs (nor a deployment's workers the bench's)."""
     configured = None if runtime.data_dir else runtime.settings.database_url
     if configured is None:
         yield runtime.settings
@@ -89,8 +95,11 @@ def bench_database(runtime: BenchRuntime, name: str, *, keep: bool = False,
     if not (reuse and asyncio.run(_database_exists(configured, name))):
         asyncio.run(_recreate_database(configured, name))
     parts = urllib.parse.urlsplit(configured)
+    redis_url = runtime.settings.redis_url
+    if redis_url is not None:
+        redis_url = urllib.parse.urlunsplit(urllib.parse.urlsplit(redis_url)._replace(path=f"/{BENCH_REDIS_DB}"))
     try:
-        yield msgspec.structs.replace(runtime.settings,
+        yield msgspec.structs.replace(runtime.settings, redis_url=redis_url,
                                       database_url=urllib.parse.urlunsplit(parts._replace(path="/" + name)))
     finally:
         if keep:

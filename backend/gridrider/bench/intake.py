@@ -34,7 +34,7 @@ import msgspec
 from litestar import Litestar, Request, get, post
 
 from gridrider.api.reports import MAX_REPORT_BODY, REPORT_INTAKE
-from gridrider.bench import BenchRuntime, bench, bench_runtime, machine_line, percentile
+from gridrider.bench import BenchRuntime, bench, bench_database, bench_runtime, machine_line, percentile
 from gridrider.config import Settings
 
 STREET_PHOTOS = Path("/work/shared/photos/street")
@@ -306,15 +306,16 @@ def bench_intake(argv: list[str]) -> int:
 
     photo, photo_what = _phone_photo()
     body_bytes = len(_multipart(_meta(), photo, args.photos))
-    with bench_runtime() as runtime:
-        return _run_intake(args, runtime, photo, photo_what, body_bytes)
+    with bench_runtime() as runtime, bench_database(runtime, "gridrider_bench_intake") as settings:
+        return _run_intake(args, runtime, settings, photo, photo_what, body_bytes)
 
 
-def _run_intake(args, runtime: BenchRuntime, photo: bytes, photo_what: str, body_bytes: int) -> int:
+def _run_intake(args, runtime: BenchRuntime, settings: Settings, photo: bytes, photo_what: str,
+                body_bytes: int) -> int:
     from gridrider.cli import _migrate, _stop_children, _wait_ready
     from gridrider.embedded import free_loopback_port
 
-    settings, data_dir = runtime.settings, runtime.data_dir
+    data_dir = runtime.data_dir
     logs = Path(tempfile.mkdtemp(prefix="gridrider-bench-logs-"))
     children: list[subprocess.Popen] = []
     try:

@@ -12,7 +12,7 @@ import asyncio
 import multiprocessing
 import time
 
-from gridrider.bench import bench, bench_runtime, machine_line, percentile
+from gridrider.bench import bench, bench_database, bench_runtime, machine_line, percentile
 from gridrider.clock import SystemClock
 from gridrider.config import Settings
 from gridrider.jobs.runner import JobCall
@@ -93,8 +93,7 @@ def bench_jobs(argv: list[str]) -> int:
     parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds, not measured")
     args = parser.parse_args(argv)
 
-    with bench_runtime() as runtime:
-        settings = runtime.settings
+    with bench_runtime() as runtime, bench_database(runtime, "gridrider_bench_jobs") as settings:
         worker = multiprocessing.get_context("spawn").Process(target=_worker_process, args=(settings,), daemon=True)
         try:
             asyncio.run(_migrate(settings))

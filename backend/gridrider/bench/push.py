@@ -33,10 +33,11 @@ import time
 import uuid
 from pathlib import Path
 
-from gridrider.bench import BenchRuntime, bench, bench_runtime, machine_line, percentile
+from gridrider.bench import BenchRuntime, bench, bench_database, bench_runtime, machine_line, percentile
 from gridrider.config import Settings
 
 SINK_HOST = "push.bench.invalid"
+BENCH_DATABASE = "gridrider_bench_push"
 
 
 def _load_average() -> str:
@@ -256,16 +257,15 @@ def bench_push(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of part 2")
     parser.add_argument("--couriers", type=int, default=50)
     args = parser.parse_args(argv)
-    with bench_runtime() as runtime:
-        return _run(args, runtime)
+    with bench_runtime() as runtime, bench_database(runtime, BENCH_DATABASE) as settings:
+        return _run(args, runtime, settings)
 
 
-def _run(args: argparse.Namespace, runtime: BenchRuntime) -> int:
+def _run(args: argparse.Namespace, runtime: BenchRuntime, settings: Settings) -> int:
     from gridrider.bench.intake import _enrol_couriers, _sign_in, child_env, start_api
     from gridrider.cli import _migrate, _stop_children, use_uvloop
     from gridrider.embedded import free_loopback_port
 
-    settings = runtime.settings
     work = Path(tempfile.mkdtemp(prefix="gridrider-bench-push-"))
     children: list = []
     try:
