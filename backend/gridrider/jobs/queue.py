@@ -41,7 +41,7 @@ def arq_redis(url: str) -> ArqRedis:
     return ArqRedis(connection_pool=pool)
 
 
-async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef], *, defer_until: dt.datetime | None = None) -> int:
+async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef]) -> int:
     """Tell arq about committed job rows; returns how many were handed over. Never raises."""
     handed = 0
     if redis is None:
@@ -49,9 +49,7 @@ async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef], *, defer_until: 
     for job in jobs:
         try:
             queued = await redis.enqueue_job(
-                job.kind, job.id, _job_id=job.arq_job_id, _queue_name=queue_for(job.kind),
-                _defer_until=defer_until,
-            )
+                job.kind, job.id, _job_id=job.arq_job_id, _queue_name=queue_for(job.kind))
             # None: arq already holds this id (queued or running); counting it would hide a stuck row.
             handed += queued is not None
         except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
