@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gridrider.logging import get_logger
+from gridrider.redis_errors import REDIS_TROUBLE
 
 log = get_logger(__name__)
 
@@ -48,7 +48,7 @@ async def publish(redis: Redis | None, member_ids: list[int], message: str) -> l
                 pipe.publish(channel_of(redis, member_id), message)
             await pipe.execute()
         reached = list(member_ids)
-    except (RedisError, OSError) as exc:
+    except REDIS_TROUBLE as exc:
         # The apps fetch what they missed with Last-Event-ID; alerts on other channels go on.
         log.warning("stream.publish_failed", members=len(member_ids), error=type(exc).__name__)
     return reached
@@ -83,7 +83,7 @@ async def live_frames(redis: Redis, member_id: int, *, replay: AsyncIterator[str
         try:
             await pubsub.unsubscribe()
             await pubsub.aclose()
-        except (RedisError, OSError, asyncio.CancelledError):
+        except (*REDIS_TROUBLE, asyncio.CancelledError):
             pass
 
 

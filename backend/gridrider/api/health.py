@@ -7,9 +7,9 @@ import asyncio
 import msgspec
 from litestar import Controller, Response, get
 from litestar.di import NamedDependency
-from redis.exceptions import RedisError
 
 from gridrider.db.migrate import schema_is_current
+from gridrider.redis_errors import REDIS_TROUBLE
 from gridrider.services import Services
 
 PUBLIC = {"access": "public"}
@@ -50,5 +50,5 @@ async def _redis_state(services: Services) -> str:
         async with asyncio.timeout(1):
             await services.redis.ping()
         return "ok"
-    except (RedisError, OSError, TimeoutError):
+    except REDIS_TROUBLE:
         return "unreachable"

@@ -28,9 +28,9 @@ import math
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gridrider.logging import get_logger
+from gridrider.redis_errors import REDIS_TROUBLE
 
 log = get_logger(__name__)
 
@@ -65,12 +65,6 @@ if allowed and ARGV[6] == '1' then
 end
 return {allowed and 1 or 0, curr, prev}
 """
-
-
-# What a Redis call raises when the server is gone: redis-py's errors, the socket's, a timeout — and under
-# uvloop a RuntimeError for a write on a transport the lost server closed (the fault suite's soak saw it
-# reach a rider as a 500).
-REDIS_TROUBLE = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 class Limit(msgspec.Struct, frozen=True):

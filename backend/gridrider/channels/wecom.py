@@ -30,12 +30,12 @@ import httpcore
 import httpx
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gridrider.clock import Clock, format_local
 from gridrider.errors import MESSAGES, DomainError, FieldError
 from gridrider.logging import get_logger
 from gridrider.push.network import PUBLIC_INTERNET, AddressRefused, PushNetwork, vetted_client
+from gridrider.redis_errors import REDIS_TROUBLE
 
 if TYPE_CHECKING:
     from gridrider.db.notifications import NotificationContext
@@ -325,7 +325,7 @@ class RobotRateLimiter:
             async with asyncio.timeout(self._timeout_s):
                 allowed, wait_ms = await self._script(keys=[self.key(robot_key)],
                                                       args=[now_ms, self._window_ms, self._limit, member])
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_TROUBLE as exc:
             if not self._failing:
                 self._failing = True
                 log.warning("wecom.ratelimit_redis_unavailable", error=type(exc).__name__)

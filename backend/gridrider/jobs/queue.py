@@ -13,13 +13,13 @@ from collections.abc import AsyncIterator, Sequence
 import asyncpg
 from arq.connections import ArqRedis
 from redis.asyncio import ConnectionPool
-from redis.exceptions import RedisError
 
 from gridrider.clock import Clock
 from gridrider.db import jobs as db_jobs
 from gridrider.db.jobs import JobRef
 from gridrider.db.pool import Connection, Pool
 from gridrider.logging import get_logger
+from gridrider.redis_errors import REDIS_TROUBLE
 
 log = get_logger(__name__)
 
@@ -52,9 +52,8 @@ async def nudge(redis: ArqRedis | None, jobs: Sequence[JobRef]) -> int:
                 job.kind, job.id, _job_id=job.arq_job_id, _queue_name=queue_for(job.kind))
             # None: arq already holds this id (queued or running); counting it would hide a stuck row.
             handed += queued is not None
-        except (RedisError, OSError, TimeoutError, RuntimeError) as exc:
-            # The row is committed; the relay will hand it over once Redis answers again. (RuntimeError:
-            # uvloop's write on a transport the lost server closed — see api/ratelimit.REDIS_TROUBLE.)
+        except REDIS_TROUBLE as exc:
+            # The row is committed; the relay will hand it over once Redis answers again.
             log.warning("jobs.nudge_failed", kind=job.kind, job_id=job.id, error=type(exc).__name__)
             break
     return handed
