@@ -178,8 +178,9 @@ async def test_closing_the_app_mid_send_loses_nothing(context, rider, db):
     await asyncio.wait_for(held.wait(), 10)
     await page.close()  # mid-send: the item is 'sending' in IndexedDB
     await context.unroute("**/api/v1/reports")
-    assert await count_reports(db) == 0
-
+    # No "still 0 here": closing the page frees the outbox lock, and the service worker's background sync
+    # may send the leftover at once (its requests are not routed) — it did once on a loaded machine. Either
+    # way — the worker, or the app opened again — the report must arrive, and only once.
     page = await open_app(context, "/#/reports")
     assert await wait_until(lambda: _equals(count_reports(db), 1))
     await nothing_waits(page)
