@@ -70,6 +70,23 @@ def test_secret_from_a_file(tmp_path):
     assert load_settings({"GRIDRIDER_SESSION_SECRET_FILE": str(secret)}).session_secret == "k" * 40
 
 
+def test_server_urls_and_their_passwords_from_files(tmp_path):
+    files = {}
+    for name, url in (("DATABASE_URL", "postgresql://gr:s3cret@db/gr"),
+                      ("DATABASE_REPLICA_URL", "postgresql://gr:s3cret@replica/gr"),
+                      ("REDIS_URL", "redis://:s3cret@redis:6379/0")):
+        (tmp_path / name).write_text(url + "\n")
+        files[f"{name}_FILE"] = str(tmp_path / name)
+    settings = load_settings(files)
+    assert (settings.database_url, settings.database_replica_url, settings.redis_url) == (
+        "postgresql://gr:s3cret@db/gr", "postgresql://gr:s3cret@replica/gr", "redis://:s3cret@redis:6379/0")
+    # The variable itself wins over its file; a bad URL in a file is refused like one in the variable.
+    assert load_settings({**files, "REDIS_URL": "redis://other:6379/1"}).redis_url == "redis://other:6379/1"
+    (tmp_path / "REDIS_URL").write_text("redis-host:6379")
+    with pytest.raises(SettingsError, match="^REDIS_URL: expected a redis"):
+        load_settings(files)
+
+
 def test_the_command_fails_with_one_line_and_no_traceback(tmp_path):
     env = {**os.environ, "GRIDRIDER_PORT": "not-a-port", "GRIDRIDER_DATA_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "gridrider", "migrate"], env=env, capture_output=True,

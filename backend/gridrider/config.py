@@ -195,6 +195,9 @@ ENV_NAME_OF_FIELD = {field: env for env, field in _ENV.items()}
 SECRET_FIELDS = ("session_secret", "url_signing_secret", "vapid_private_key")
 # Secrets a deployment may leave unset (their channel is then off); also accepted as NAME_FILE.
 OPTIONAL_SECRET_FIELDS = ("aliyun_access_key_secret", "s3_secret_access_key")
+# Server URLs carry their passwords, so they too may come from NAME_FILE (unset still means embedded).
+URL_FIELDS = ("database_url", "database_replica_url", "redis_url")
+FILE_FIELDS = SECRET_FIELDS + OPTIONAL_SECRET_FIELDS + URL_FIELDS
 SMS_TEMPLATE_KINDS = ("life_safety", "escalation")
 # DESIGN §8: audit events are kept at least 6 months; no setting may archive or purge them sooner.
 AUDIT_RETENTION_MIN_DAYS = 183
@@ -240,7 +243,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     values: dict[str, object] = {}
     for name, field in _ENV.items():
         raw = env.get(name)
-        if field in SECRET_FIELDS + OPTIONAL_SECRET_FIELDS and not raw and env.get(f"{name}_FILE"):
+        if field in FILE_FIELDS and not raw and env.get(f"{name}_FILE"):
             path = Path(env[f"{name}_FILE"])
             try:
                 raw = path.read_text().strip()
