@@ -83,7 +83,7 @@ def test_server_urls_and_their_passwords_from_files(tmp_path):
     # The variable itself wins over its file; a bad URL in a file is refused like one in the variable.
     assert load_settings({**files, "REDIS_URL": "redis://other:6379/1"}).redis_url == "redis://other:6379/1"
     (tmp_path / "REDIS_URL").write_text("redis-host:6379")
-    with pytest.raises(SettingsError, match="^REDIS_URL: expected a redis"):
+    with pytest.raises(SettingsError, match=r"^REDIS_URL: expected a redis"):
         load_settings(files)
 
 
