@@ -48,6 +48,7 @@ def test_a_read_replica_is_optional():
         ({"GRIDRIDER_VAPID_PRIVATE_KEY": "not a pem"}, "GRIDRIDER_VAPID_PRIVATE_KEY", "PEM"),
         ({"GRIDRIDER_LOG_LEVEL": "loud"}, "GRIDRIDER_LOG_LEVEL", "debug, info"),
         ({"GRIDRIDER_JOB_BACKOFF_S": "-1"}, "GRIDRIDER_JOB_BACKOFF_S", "between 0 and 3600"),
+        ({"GRIDRIDER_API_DB_POOL_SIZE": "1"}, "GRIDRIDER_API_DB_POOL_SIZE", "between 2 and 1000"),
         ({"GRIDRIDER_SESSION_SECRET_FILE": "/nonexistent/secret"}, "GRIDRIDER_SESSION_SECRET_FILE", "cannot read"),
     ],
 )

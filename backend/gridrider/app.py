@@ -108,10 +108,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, min_size=1, max_size=20)
+        pool = await create_pool(settings.database_url, min_size=1, max_size=settings.api_db_pool_size)
         # min_size=0: nothing connects to the replica before a dashboard or ranking asks, so an API
         # started while the replica is down still takes reports (DESIGN §9: readiness is the primary's).
-        replica_pool = await create_pool(settings.database_replica_url, min_size=0, max_size=10) \
+        replica_pool = await create_pool(settings.database_replica_url, min_size=0,
+                                         max_size=max(1, settings.api_db_pool_size // 2)) \
             if settings.database_replica_url else None
         redis = arq_redis(settings.redis_url) if settings.redis_url else None
         stream_redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, max_connections=5000) \

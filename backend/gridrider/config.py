@@ -108,6 +108,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     publish_schema: bool = True
     # Seconds between relay passes (re-enqueue due and lease-expired job rows).
     relay_every_s: int = 5
+    # PostgreSQL connections each API process may hold (the replica pool gets half); workers hold their
+    # concurrent jobs + 2. Size it so processes × this stays under the server's (or PgBouncer's) limit.
+    api_db_pool_size: int = 20
     # Largest JSON request body the API reads, in bytes (report uploads have their own, photo-sized limit).
     max_body_bytes: int = 1024 * 1024
     # Minimum age in seconds before an unreferenced blob is deleted by the sweep.
@@ -175,6 +178,7 @@ _ENV = {
     "GRIDRIDER_JOB_MAX_ATTEMPTS": "job_max_attempts",
     "GRIDRIDER_JOB_BACKOFF_S": "job_backoff_s",
     "GRIDRIDER_RELAY_EVERY_S": "relay_every_s",
+    "GRIDRIDER_API_DB_POOL_SIZE": "api_db_pool_size",
     "GRIDRIDER_PUBLISH_SCHEMA": "publish_schema",
     "GRIDRIDER_MAX_BODY_BYTES": "max_body_bytes",
     "GRIDRIDER_ORPHAN_BLOB_AGE_S": "orphan_blob_age_s",
@@ -347,6 +351,8 @@ def _parse(name: str, field: str, raw: str) -> object:
             return _positive_int(name, raw, low=0, high=65535)
         case "job_lease_s" | "job_max_attempts" | "relay_every_s" | "orphan_blob_age_s":
             return _positive_int(name, raw)
+        case "api_db_pool_size":
+            return _positive_int(name, raw, low=2, high=1000)
         case "done_job_retention_days":
             return _positive_int(name, raw, high=3650)
         case "member_retention_days":

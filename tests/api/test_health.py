@@ -66,3 +66,13 @@ async def test_pending_migrations_make_the_api_not_ready(client, db):
         latest = available_migrations()[-1]
         await db.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                          latest.version, latest.name, latest.checksum)
+
+
+async def test_the_api_holds_at_most_its_pool_size_of_connections_and_queues_the_rest(
+        tmp_path, database_url, redis_url, vapid_pem):
+    settings = make_settings(tmp_path / "data", database_url, redis_url, vapid_pem, api_db_pool_size=2)
+    app = create_app(settings)
+    async with AsyncTestClient(app=app) as client:
+        assert app.state.services.pool.get_max_size() == 2
+        replies = await asyncio.gather(*(_ready(client) for _ in range(12)))
+        assert [code for code, _ in replies] == [200] * 12  # twelve at once through two connections
