@@ -12,7 +12,7 @@ import { flush } from './js/outbox.js';
 import { notificationFrom, routeNotificationClick } from './js/sw/notifications.js';
 
 // <shell> written by `python -m gridrider.pwa_assets` from the files in pwa/; never by hand
-const VERSION = '7ddbbd109d3f845f';
+const VERSION = '639226eaeb1ab2fa';
 const SHELL = [
   '/',
   '/app.css',

@@ -637,6 +637,40 @@ async def test_transfer_dispatch_and_merge(client, settings, clock, cast):
     assert (reply.status_code, reply.json()["code"]) == (409, "invalid_transition")
 
 
+async def test_transfer_targets_are_the_nearest_grids_the_caller_may_hand_to(client, settings, clock, cast):
+    (a,) = await make_incidents(client, settings, clock, cast.rider, {"category": "streetlight_out"})
+    seen = await detail(client, cast.member, a)
+
+    def targets_of(caller: Caller):
+        return client.get(f"/api/v1/incidents/{a}/transfer-targets", headers=caller.headers)
+
+    reply = await targets_of(cast.member)
+    assert reply.status_code == 200
+    targets = reply.json()
+    # The twelve nearest grids by distance to their bounding boxes, worked out here from the demo polygons,
+    # never the grid that has it now, each with its names.
+    def metres(area) -> float:
+        min_lon, min_lat, max_lon, max_lat = shape(area.polygon).bounds
+        dx = max(min_lon - seen["lon"], 0, seen["lon"] - max_lon) * 111_320 * math.cos(math.radians(seen["lat"]))
+        dy = max(min_lat - seen["lat"], 0, seen["lat"] - max_lat) * 111_320
+        return math.hypot(dx, dy)
+    grids = sorted((round(metres(area)), area.code) for area in zhangwu_demo_areas()
+                   if area.level == "grid" and area.code != GRID)
+    assert [(t["distance_m"], t["code"]) for t in targets] == grids[:12]
+    assert all(t["name_zh"] and t["name_en"] for t in targets)
+    # A community's supervisor is offered only grids of their subtree, as the transfer itself allows.
+    offered = [t["code"] for t in (await targets_of(cast.supervisor)).json()]
+    assert offered and all(code.startswith("ZW-ZWZ-C02-") for code in offered)
+    # Another grid's member, a rider, an incident that does not exist.
+    assert (await targets_of(cast.foreign_member)).status_code == 404
+    assert (await targets_of(cast.rider)).status_code == 403
+    missing = await client.get("/api/v1/incidents/999999999/transfer-targets", headers=cast.member.headers)
+    assert missing.status_code == 404
+    # What is offered is accepted.
+    done = await ok(client, cast.member, a, "transfer", grid_code=targets[0]["code"])
+    assert done["state"] == "dispatched"
+
+
 # ── resolve with a proof photo ─────────────────────────────────────────────────────────────────────
 
 async def test_resolving_with_a_real_proof_photo(client, settings, clock, cast, street_photos):

@@ -430,6 +430,13 @@ async def test_a_refused_transfer_shows_the_servers_words_then_transfer_reject_a
     await page.click(f"#inbox [data-incident='{moved}']")
     await page.click("#act-transfer")
     assert await page.locator(f"[data-sheet='transfer'] [data-grid='{MY_OTHER_GRID}']").count() == 1
+    # The grids nearest the hazard, named, nearest first: one tap fills the code in.
+    nearest = page.locator("#transfer-targets [data-grid]")
+    await nearest.first.wait_for()
+    assert "相距" in await nearest.first.inner_text()
+    first = await nearest.first.get_attribute("data-grid")
+    await nearest.first.click()
+    assert await page.input_value("#grid-code") == first
     await page.fill("#grid-code", "ZW-NOWHERE-G99")
     await page.click("#confirm")
     refusal = page.locator("[data-sheet='transfer'] .error")

@@ -196,6 +196,11 @@ TABLE: dict[tuple[str, str, str | None], dict[str, Any]] = {
         "rel": INCIDENT, "*": R401, "signed_in": R403, "supervisor": SCOPED, "admin": ADMIN_SCOPED},
     ("POST", "/api/v1/incidents/{incident_id:int}/resolve", None): {
         "rel": INCIDENT, "*": R401, "signed_in": R403, "grid_member": SCOPED},
+    # The grids a transfer may go to: asked by whoever may transfer (the transfer row above), of an incident
+    # they see; another area's incident is a foreign object.
+    ("GET", "/api/v1/incidents/{incident_id:int}/transfer-targets", None): {
+        "rel": INCIDENT, "*": R401, "signed_in": R403, "grid_member": SCOPED, "supervisor": SCOPED,
+        "admin": ADMIN_SCOPED},
     # §2b "Verification by riders … accepted only within 300 m": the distance is a rider's scope, not the area,
     # so a hazard in the next community that the rider passes is theirs to confirm.
     ("POST", "/api/v1/incidents/{incident_id:int}/verifications", None): {
@@ -554,6 +559,11 @@ async def _nearby(ctx: Ctx) -> Call:
 @builds(("GET", "/api/v1/incidents/{incident_id:int}", None))
 async def _incident(ctx: Ctx) -> Call:
     return Call("GET", f"/api/v1/incidents/{await ctx.incident('dispatched', reporter=ctx.own_reporter)}")
+
+
+@builds(("GET", "/api/v1/incidents/{incident_id:int}/transfer-targets", None))
+async def _transfer_targets(ctx: Ctx) -> Call:
+    return Call("GET", f"/api/v1/incidents/{await ctx.incident('dispatched')}/transfer-targets")
 
 
 # action → (the state it starts from, extra incident columns, body)

@@ -17,6 +17,7 @@ from gridrider.api.reports import MAX_REPORT_BODY, _read_upload, store_photos
 from gridrider.api.schemas import RowId
 from gridrider.db import incident_views
 from gridrider.db import reports as db_reports
+from gridrider.db import workflow as db_workflow
 from gridrider.db.calendar import work_calendar
 from gridrider.db.members import MemberRow
 from gridrider.domain import gaming, incident_actions, verification
@@ -147,6 +148,17 @@ class NearbyItem(msgspec.Struct, frozen=True):
     thumb_url: str | None
     # Which answers this rider may give now (still_there/gone while open, fixed/not_fixed after resolution).
     answers: list[str]
+
+
+class TransferTarget(msgspec.Struct, frozen=True):
+    code: str
+    name_zh: str
+    name_en: str | None
+    distance_m: int  # from the incident to the grid's bounding box; 0 when it lies inside it
+
+
+# Enough nearest grids to hold the right one when a hazard sits on a boundary; any other is typed.
+TRANSFER_TARGETS = 12
 
 
 class VerificationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -289,6 +301,18 @@ class IncidentController(Controller):
             appeal_state=i["appeal_state"], merged_into_id=i["merged_into_id"], stage_due_at=i["stage_due_at"],
             seconds_left=_seconds_left(i["stage_due_at"], now), stages=stages, reports=reports, photos=photos,
             verifications=verifications, events=events)
+
+    @get("/{incident_id:int}/transfer-targets", operation_id="listTransferTargets",
+         opt=roles("grid_member", "supervisor", "admin"))
+    async def transfer_targets(self, incident_id: RowId, me: NamedDependency[MemberRow],
+                               services: NamedDependency[Services]) -> list[TransferTarget]:
+        """The grids this incident may be handed to, nearest first: any grid for a grid member, the supervisor's
+        own subtree for a supervisor (as the transfer itself checks), never the grid that has it now."""
+        if await incident_actions.Actor(me).visible(services.pool, incident_id) is None:
+            raise NotFound()
+        rows = await db_workflow.transfer_targets(services.pool, incident_id, member_id=me.id,
+                                                  anywhere=me.role in ("grid_member", "admin"), limit=TRANSFER_TARGETS)
+        return [TransferTarget(**row) for row in rows]
 
     @post("/{incident_id:int}/verifications", operation_id="verifyIncident", opt=roles("courier"), status_code=201)
     async def verify(self, incident_id: RowId, me: NamedDependency[MemberRow], services: NamedDependency[Services],

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from gridrider.db.pool import Connection, Pool
+from gridrider.domain.geo import M_PER_DEG_LAT
 
 # Who the caller is to an incident, as SQL over `i` (the incident) with $2 = caller id, $3 = caller is admin.
 SCOPES = {
@@ -66,6 +67,27 @@ WHERE a.code = $1 AND a.level = 'grid'
                      WHERE ma.member_id = $2 AND a.path LIKE s.path || '%'))
 """
 ANY_GRID_SQL = "SELECT id FROM areas WHERE code = $1 AND level = 'grid'"
+
+
+# The grids an incident may be handed to, nearest first: metres from the incident to each grid's bounding box
+# (0 inside it), so a grid member picks one instead of typing its code. A grid member may hand over to any
+# grid ($2); a supervisor only within their subtree, as the transfer itself checks.
+TRANSFER_TARGETS_SQL = f"""
+SELECT a.code, a.name_zh, a.name_en,
+       round(sqrt(power(greatest(a.bbox[1] - i.lon, 0, i.lon - a.bbox[3]) * {M_PER_DEG_LAT} * cos(radians(i.lat)), 2)
+                  + power(greatest(a.bbox[2] - i.lat, 0, i.lat - a.bbox[4]) * {M_PER_DEG_LAT}, 2)))::int AS distance_m
+FROM incidents i JOIN areas a ON a.level = 'grid' AND a.bbox IS NOT NULL AND a.id IS DISTINCT FROM i.area_id
+WHERE i.id = $1
+  AND ($2 OR EXISTS (SELECT 1 FROM member_areas ma JOIN areas s ON s.id = ma.area_id
+                     WHERE ma.member_id = $3 AND a.path LIKE s.path || '%'))
+ORDER BY distance_m, a.code
+LIMIT $4
+"""
+
+
+async def transfer_targets(conn: Connection | Pool, incident_id: int, *, member_id: int, anywhere: bool,
+                           limit: int) -> list[dict]:
+    return [dict(r) for r in await conn.fetch(TRANSFER_TARGETS_SQL, incident_id, anywhere, member_id, limit)]
 
 
 async def grid_id_for(conn: Connection, code: str, *, member_id: int, is_admin: bool, within_scope: bool) -> int | None:

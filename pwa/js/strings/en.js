@@ -480,6 +480,7 @@ export default {
   'grid.done.request_complex': 'More time requested.',
   'grid.done.merge': 'Merged.',
   'grid.gridCode': 'Grid code',
+  'grid.nearGrid': '{name} · {distance} away',
   'grid.note': 'Note (optional)',
   'grid.complexReason': 'Reason',
   'grid.needGrid': 'Pick or type a grid code.',

@@ -481,6 +481,7 @@ export default {
   'grid.done.request_complex': '已申请延期，等待审批。',
   'grid.done.merge': '已合并。',
   'grid.gridCode': '网格编号',
+  'grid.nearGrid': '{name} · 相距 {distance}',
   'grid.note': '备注（可选）',
   'grid.complexReason': '原因',
   'grid.needGrid': '请选择或填写网格编号。',

@@ -3,7 +3,7 @@
 // (a grid, a reason, a proof photo) before its own confirm button — the confirmation for the ones that
 // hand the incident away or end it. The server's refusals (problem+json title and field errors) are shown.
 import { h, fill } from '../../dom.js';
-import { t, getLang, formatBytes, formatDistance } from '../../i18n.js';
+import { t, getLang, pick, formatBytes, formatDistance } from '../../i18n.js';
 import { get, post, ApiError, retryAfterSeconds } from '../../api.js';
 import { token } from '../../session.js';
 import { shrink } from '../../photos.js';
@@ -63,11 +63,19 @@ const SHEETS = {
   transfer(inc, me, path) {
     const code = h('input', { id: 'grid-code', autocomplete: 'off', autocapitalize: 'characters', maxlength: 64, placeholder: 'ZW-ZWZ-C02-G03' });
     const text = note();
-    // The API lists no grids to a grid member: their own other grids are offered, any other is typed.
+    // One tap fills the code in: the member's own other grids, then the grids nearest the hazard (the API's
+    // list, nearest first); any other grid is typed.
+    const choice = (grid, label) => h('button', { type: 'button', dataset: { grid }, onclick: () => { code.value = grid; code.focus(); } }, label);
     const mine = (me.area_codes || []).filter((c) => c !== inc.area_code);
+    const nearest = h('div.choices', { id: 'transfer-targets' }, t('common.loading'));
+    get(`/api/v1/incidents/${inc.id}/transfer-targets`).then((grids) => {
+      const others = grids.filter((g) => !mine.includes(g.code));
+      fill(nearest, others.map((g) => choice(g.code, t('grid.nearGrid', { name: pick(g, 'name'), distance: formatDistance(g.distance_m) }))));
+    }, (err) => fill(nearest, errorBlock(err)));
     return {
       fields: [
-        mine.length ? h('div.choices', null, mine.map((c) => h('button', { type: 'button', dataset: { grid: c }, onclick: () => { code.value = c; } }, c))) : null,
+        mine.length ? h('div.choices', null, mine.map((c) => choice(c, c))) : null,
+        nearest,
         field(t('grid.gridCode'), code), field(t('grid.note'), text)],
       check: () => (code.value.trim() ? null : t('grid.needGrid')),
       send: () => post(path, { grid_code: code.value.trim(), note: text.value.trim() || null }),
