@@ -747,6 +747,30 @@ async def test_summary_ledger_is_newest_first_and_at_most_fifty(db, clock):
         assert mine.balance == sum(range(1, 56))
 
 
+async def test_the_whole_ledger_pages_back_fifty_at_a_time_newest_first(db, clock):
+    async with db.acquire() as conn:
+        me, someone = await make_member(conn), await make_member(conn)
+        start = clock.now()
+        for i in range(105):  # rows 50–59 share one instant: the first page ends among them (at 55)
+            await _give(conn, me, i + 1, start + dt.timedelta(minutes=50 if 50 <= i < 60 else i))
+        await _give(conn, someone, 999, start)
+        summary = await points.summary(conn, member_id=me, now=clock.now())
+        assert summary.ledger_next is not None
+        pages = [summary.ledger]
+        cursor = summary.ledger_next
+        while cursor is not None:
+            page = await points.ledger_page(conn, member_id=me, before=cursor)
+            pages.append(page.items)
+            cursor = page.next
+        assert [len(p) for p in pages] == [50, 50, 5]
+        amounts = [e.amount for page in pages for e in page]
+        assert sorted(amounts, reverse=True) == list(range(105, 0, -1))  # every row once, none of someone's
+        times = [(e.created_at, e.id) for page in pages for e in page]
+        assert times == sorted(times, reverse=True)
+        # A rider with fifty rows or fewer has no next page.
+        assert (await points.summary(conn, member_id=someone, now=clock.now())).ledger_next is None
+
+
 async def test_a_reversal_in_the_ledger_names_its_incident(db, clock):
     async with db.acquire() as conn:
         first, other = await make_member(conn), await make_member(conn)
@@ -795,7 +819,17 @@ async def test_get_my_points(points_client, db, settings, clock, demo):
     assert [(e["reason"], e["amount"], e["incident_id"]) for e in body["ledger"]] == [
         ("first_report", 15, incident)]
 
+    assert body["ledger_next"] is None
+    for before in ("not-a-cursor", "W10", "WyIyMDI2LTExLTI2VDEwOjAwOjAwIiwgMV0"):  # junk, [], a naive time
+        reply = await points_client.get("/api/v1/me/points/ledger", params={"before": before}, headers=rider.headers)
+        assert (reply.status_code, reply.json()["code"], reply.json()["errors"][0]["field"]) == (
+            422, "validation_failed", "before")
+    reply = await points_client.get("/api/v1/me/points/ledger", headers=rider.headers)
+    assert (reply.status_code, [e["reason"] for e in reply.json()["items"]], reply.json()["next"]) == (
+        200, ["first_report"], None)
+
     code = await issue_code(db, settings, clock, role="grid_member", phone="13977771111", areas=[grid])
     grid_member = await sign_in(points_client, code, "13977771111")
+    assert (await points_client.get("/api/v1/me/points/ledger", headers=grid_member.headers)).status_code == 403
     assert (await points_client.get("/api/v1/me/points", headers=grid_member.headers)).status_code == 403
     assert (await points_client.get("/api/v1/me/points")).status_code == 401

@@ -387,3 +387,23 @@ async def test_points_and_a_redemption_request(context, rider, db):
     assert state == "pending"
     await page.wait_for_selector("#redemptions [data-state='redemption_pending']")
     assert "雨衣" in await page.inner_text("#redemptions")
+
+
+async def test_the_points_history_goes_back_past_the_newest_fifty(context, rider, db):
+    code, phone = await rider()
+    page = await sign_in(context, code, phone)
+    member_id = (await stored(page, "session"))["member"]["id"]
+    now = SystemClock().now()
+    await db.executemany(
+        """INSERT INTO points_ledger (member_id, reason, amount, source_kind, source_id, cycle, counts_toward_cap,
+                                      counts_toward_ranking, local_day, created_at)
+           VALUES ($1, 'adjustment', $2::int, 'decision', $2::bigint, 0, false, true, $3, $4)""",
+        [(member_id, n, local_day(at), at) for n in range(1, 61) for at in [now - dt.timedelta(hours=61 - n)]])
+    await page.click("#nav a[href='#/points']")
+    await page.wait_for_selector("#ledger li >> nth=49")
+    assert await page.locator("#ledger li").count() == 50
+    await page.click("#ledger-earlier:has-text('更早的记录')")
+    await page.wait_for_selector("#ledger li >> nth=59")
+    shown = [int(text.strip().lstrip("+")) for text in await page.locator("#ledger li strong").all_inner_texts()]
+    assert shown == list(range(60, 0, -1))  # newest first, the oldest ten appended, none twice
+    assert await page.locator("#ledger-earlier").count() == 0  # nothing older left

@@ -207,6 +207,7 @@ TABLE: dict[tuple[str, str, str | None], dict[str, Any]] = {
         "rel": INCIDENT, "*": R401, "signed_in": R403, "courier": {SAME: OK, OTHER: OK, UNKNOWN: R404}},
     # ── points: api/points.py "A rider's points"; README "Riders' points follow outcomes" ──────────────────────
     ("GET", "/api/v1/me/points", None): {"rel": (NONE,), "*": R401, "signed_in": R403, "courier": OK},
+    ("GET", "/api/v1/me/points/ledger", None): {"rel": (NONE,), "*": R401, "signed_in": R403, "courier": OK},
     # ── admin tools: api/calendar.py "for admins"; api/channels.py "for admins" ──────────────────────────────────
     ("GET", "/api/v1/calendar/status", None): {"rel": (NONE,), "*": R401, "signed_in": R403, "admin": OK},
     ("GET", "/api/v1/admin/channels", None): {"rel": (NONE,), "*": R401, "signed_in": R403, "admin": OK},
@@ -409,6 +410,7 @@ for _method, _path in (
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/api/v1/me"), ("GET", "/api/v1/privacy-notice"),
     ("DELETE", "/api/v1/sessions/current"), ("GET", "/api/v1/categories"), ("GET", "/api/v1/me/reports"),
     ("GET", "/api/v1/push/key"), ("GET", "/api/v1/push/subscriptions"), ("GET", "/api/v1/me/points"),
+    ("GET", "/api/v1/me/points/ledger"),
     ("GET", "/api/v1/calendar/status"), ("GET", "/api/v1/admin/channels"), ("GET", "/api/v1/rewards"),
     ("GET", "/api/v1/me/redemptions"), ("GET", "/api/v1/redemptions"), ("GET", "/api/v1/review"),
     ("GET", "/api/v1/areas"), ("GET", "/"),

@@ -380,11 +380,14 @@ LEFT JOIN points_ledger o ON l.source_kind = 'ledger' AND o.id = l.source_id
 LEFT JOIN reports orep ON o.source_kind = 'report' AND orep.id = o.source_id
 LEFT JOIN flags f ON l.source_kind = 'flag' AND f.id = l.source_id
 LEFT JOIN reports frep ON frep.id = f.report_id
-WHERE l.member_id = $1
+WHERE l.member_id = $1 AND ($3::timestamptz IS NULL OR (l.created_at, l.id) < ($3, $4::bigint))
 ORDER BY l.created_at DESC, l.id DESC
 LIMIT $2
 """
 
 
-async def recent_ledger(conn: Connection | Pool, member_id: int, limit: int) -> list[LedgerEntryRow]:
-    return [LedgerEntryRow(**r) for r in await conn.fetch(RECENT_LEDGER_SQL, member_id, limit)]
+async def recent_ledger(conn: Connection | Pool, member_id: int, limit: int,
+                        before: tuple[dt.datetime, int] | None = None) -> list[LedgerEntryRow]:
+    """The member's newest rows, or with `before` (created_at, id) of a row the ones older than it."""
+    at, row_id = before if before is not None else (None, None)
+    return [LedgerEntryRow(**r) for r in await conn.fetch(RECENT_LEDGER_SQL, member_id, limit, at, row_id)]

@@ -34,6 +34,7 @@ Choices the design leaves open, made here:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -312,6 +313,41 @@ class PointsSummary(msgspec.Struct, frozen=True):
     # None when the member has no ranking row this month.
     rank: int | None
     ledger: list[LedgerEntry]
+    # `GET /api/v1/me/points/ledger?before=` this for the older rows; None when `ledger` holds them all.
+    ledger_next: str | None = None
+
+
+class LedgerPage(msgspec.Struct, frozen=True):
+    items: list[LedgerEntry]
+    next: str | None  # the `before` of the page after this one; None on the last page
+
+
+class BadLedgerCursor(ValueError):
+    """A `before` that is not a cursor this API handed out."""
+
+
+def ledger_cursor(entry: LedgerEntry) -> str:
+    raw = msgspec.json.encode([entry.created_at.isoformat(), entry.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_ledger_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        at, row_id = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, row_id = dt.datetime.fromisoformat(at), int(row_id)
+    except (ValueError, TypeError, msgspec.DecodeError):
+        raise BadLedgerCursor(cursor) from None
+    if at.tzinfo is None:
+        raise BadLedgerCursor(cursor)
+    return at, row_id
+
+
+async def ledger_page(conn: Connection | Pool, *, member_id: int, before: str | None) -> LedgerPage:
+    """LEDGER_PAGE rows, newest first, older than `before` (a cursor from an earlier page, or none)."""
+    rows = await db.recent_ledger(conn, member_id, LEDGER_PAGE + 1,
+                                  decode_ledger_cursor(before) if before else None)
+    items = rows[:LEDGER_PAGE]
+    return LedgerPage(items=items, next=ledger_cursor(items[-1]) if len(rows) > LEDGER_PAGE else None)
 
 
 async def summary(conn: Connection, *, member_id: int, now: dt.datetime) -> PointsSummary:
@@ -321,8 +357,8 @@ async def summary(conn: Connection, *, member_id: int, now: dt.datetime) -> Poin
     month_points, month_rows = await db.period_points(conn, member_id, start.date(), end.date())
     month = f"{today.year:04d}-{today.month:02d}"
     rank = await db.month_rank(conn, member_id, month) if month_rows else None
-    entries = await db.recent_ledger(conn, member_id, LEDGER_PAGE)
+    page = await ledger_page(conn, member_id=member_id, before=None)
     return PointsSummary(
         balance=await db.balance(conn, member_id), provisional=await provisional(conn, member_id=member_id),
-        month=month, month_points=month_points, rank=rank, ledger=entries,
+        month=month, month_points=month_points, rank=rank, ledger=page.items, ledger_next=page.next,
     )

@@ -176,6 +176,7 @@ export default {
   'points.unavailable': 'Points cannot be shown right now',
   'points.history': 'History',
   'points.noHistory': 'No points yet.',
+  'points.earlier': 'Earlier entries',
   'points.signed': '{n} pts',
   'reason.first_report': 'First report',
   'reason.corroboration': 'Also reported',

@@ -177,6 +177,7 @@ export default {
   'points.unavailable': '积分暂时无法显示',
   'points.history': '积分记录',
   'points.noHistory': '还没有积分记录。',
+  'points.earlier': '更早的记录',
   'points.signed': '{n} 分',
   'reason.first_report': '首报奖励',
   'reason.corroboration': '共同上报',

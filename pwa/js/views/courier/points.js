@@ -12,7 +12,29 @@ export async function pointsView(ctx) {
   const history = h('ul.ledger', { id: 'ledger' });
   const rewards = h('div', { id: 'rewards' }, loading());
   const mine = h('div', { id: 'redemptions' });
+  const earlier = h('div', { id: 'ledger-more' });
   let balance = 0;
+
+  const ledgerRow = (row) => h('li', null,
+    h('span.grow', null, t(`reason.${row.reason}`), h('span.muted', null, formatTime(row.created_at))),
+    h(row.amount >= 0 ? 'strong.plus' : 'strong.minus', null, row.amount > 0 ? `+${row.amount}` : String(row.amount)));
+
+  // The summary brings the newest 50 rows; older ones come a page at a time, appended below.
+  function earlierButton(before) {
+    return h('button', {
+      type: 'button', id: 'ledger-earlier',
+      onclick: async (event) => {
+        event.currentTarget.disabled = true;
+        try {
+          const page = await get(`/api/v1/me/points/ledger?before=${encodeURIComponent(before)}`);
+          history.append(...page.items.map(ledgerRow));
+          fill(earlier, page.next ? earlierButton(page.next) : null);
+        } catch (err) {
+          fill(earlier, errorBlock(err), earlierButton(before));
+        }
+      },
+    }, t('points.earlier'));
+  }
 
   async function drawSummary() {
     try {
@@ -23,10 +45,8 @@ export async function pointsView(ctx) {
         h('div.muted', null, h('strong', null, String(p.provisional)), h('span', null, t('points.provisional'))),
         h('div', null, h('strong', null, String(p.month_points)), h('span', null, t('points.month'))),
         h('div', null, h('strong', null, p.rank ? `#${p.rank}` : '—'), h('span', null, t('points.rank')))));
-      fill(history, p.ledger.length ? p.ledger.map((row) => h('li', null,
-        h('span.grow', null, t(`reason.${row.reason}`), h('span.muted', null, formatTime(row.created_at))),
-        h(row.amount >= 0 ? 'strong.plus' : 'strong.minus', null, row.amount > 0 ? `+${row.amount}` : String(row.amount))))
-        : h('li.muted', null, t('points.noHistory')));
+      fill(history, p.ledger.length ? p.ledger.map(ledgerRow) : h('li.muted', null, t('points.noHistory')));
+      fill(earlier, p.ledger_next ? earlierButton(p.ledger_next) : null);
     } catch (err) {
       fill(summary, h('p.warn', null, errorText(err)));
     }
@@ -85,5 +105,5 @@ export async function pointsView(ctx) {
     summary,
     section(t('rewards.title'), rewards),
     section(t('rewards.mine'), mine),
-    section(t('points.history'), history));
+    section(t('points.history'), history, earlier));
 }
