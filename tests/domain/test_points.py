@@ -820,7 +820,9 @@ async def test_get_my_points(points_client, db, settings, clock, demo):
         ("first_report", 15, incident)]
 
     assert body["ledger_next"] is None
-    for before in ("not-a-cursor", "W10", "WyIyMDI2LTExLTI2VDEwOjAwOjAwIiwgMV0"):  # junk, [], a naive time
+    # junk, [], a naive time, an id past bigint
+    for before in ("not-a-cursor", "W10", "WyIyMDI2LTExLTI2VDEwOjAwOjAwIiwgMV0",
+                   "WyIyMDI2LTExLTI2VDEwOjAwOjAwKzAwOjAwIiwxMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwXQ"):
         reply = await points_client.get("/api/v1/me/points/ledger", params={"before": before}, headers=rider.headers)
         assert (reply.status_code, reply.json()["code"], reply.json()["errors"][0]["field"]) == (
             422, "validation_failed", "before")

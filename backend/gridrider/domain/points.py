@@ -337,7 +337,7 @@ def decode_ledger_cursor(cursor: str) -> tuple[dt.datetime, int]:
         at, row_id = dt.datetime.fromisoformat(at), int(row_id)
     except (ValueError, TypeError, msgspec.DecodeError):
         raise BadLedgerCursor(cursor) from None
-    if at.tzinfo is None:
+    if at.tzinfo is None or not 0 < row_id < 2**63:  # a bigint id, or PostgreSQL refuses it (a 500)
         raise BadLedgerCursor(cursor)
     return at, row_id
 
