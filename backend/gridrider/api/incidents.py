@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from gridrider.api.auth import roles, scope_paths
 from gridrider.api.problems import msgspec_field_error
 from gridrider.api.reports import MAX_REPORT_BODY, _read_upload, store_photos
 from gridrider.api.schemas import RowId
+from gridrider.cursors import decode_cursor, encode_cursor
 from gridrider.db import incident_views
 from gridrider.db import reports as db_reports
 from gridrider.db import workflow as db_workflow
@@ -168,15 +168,14 @@ class VerificationIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def inbox_cursor(row: dict[str, Any]) -> str:
-    raw = msgspec.json.encode([row["life_safety"], row["sort_due"].isoformat(), row["id"]])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor([row["life_safety"], row["sort_due"].isoformat(), row["id"]])
 
 
 def decode_inbox_cursor(cursor: str | None) -> tuple[bool, dt.datetime, int] | None:
     if not cursor:
         return None
     try:
-        life, due, last = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        life, due, last = decode_cursor(cursor)
         due, last = dt.datetime.fromisoformat(due), int(last)
         # Only what _cursor makes: a flag, a time (naive only for 'infinity', which asyncpg reads as
         # datetime.max and writes back as 'infinity') and a bigint id — a bigger one would fail in SQL (a 500).

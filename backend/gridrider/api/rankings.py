@@ -11,7 +11,6 @@ Periods and ranks: domain/rankings.py. A scope outside the caller's subtree: 404
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from typing import Annotated
 
@@ -21,6 +20,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from gridrider.api.auth import ANY_MEMBER, roles, scope_paths
+from gridrider.cursors import decode_cursor, encode_cursor
 from gridrider.db.members import MemberRow
 from gridrider.db.pool import Pool
 from gridrider.domain import rankings
@@ -92,15 +92,14 @@ class TeamRankingOut(msgspec.Struct, frozen=True):
 def _encode_cursor(after: PageCursor | None) -> str | None:
     if after is None:
         return None
-    return base64.urlsafe_b64encode(msgspec.json.encode(after)).decode().rstrip("=")
+    return encode_cursor(after)
 
 
 def _decode_cursor(cursor: str | None) -> PageCursor | None:
     if not cursor:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        after = msgspec.json.decode(raw, type=PageCursor)
+        after = decode_cursor(cursor, PageCursor)
         # Only what _encode_cursor makes: bigints the SQL can take, ranks and counts that can be.
         if not (-(2**63) <= after.points < 2**63 and 0 < after.member_id < 2**63 and 1 <= after.rank <= after.seen
                 and after.seen < 2**31):

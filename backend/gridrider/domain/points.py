@@ -34,13 +34,13 @@ Choices the design leaves open, made here:
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 
 from gridrider.clock import local_day, month_bounds
+from gridrider.cursors import decode_cursor, encode_cursor
 from gridrider.db import points as db
 from gridrider.db.pool import Connection, Pool
 
@@ -327,13 +327,12 @@ class BadLedgerCursor(ValueError):
 
 
 def ledger_cursor(entry: LedgerEntry) -> str:
-    raw = msgspec.json.encode([entry.created_at.isoformat(), entry.id])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor([entry.created_at.isoformat(), entry.id])
 
 
 def decode_ledger_cursor(cursor: str) -> tuple[dt.datetime, int]:
     try:
-        at, row_id = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        at, row_id = decode_cursor(cursor)
         at, row_id = dt.datetime.fromisoformat(at), int(row_id)
     except (ValueError, TypeError, msgspec.DecodeError):
         raise BadLedgerCursor(cursor) from None
