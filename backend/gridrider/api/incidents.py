@@ -17,7 +17,6 @@ from gridrider.api.schemas import RowId
 from gridrider.cursors import decode_cursor, encode_cursor
 from gridrider.db import incident_views
 from gridrider.db import reports as db_reports
-from gridrider.db import workflow as db_workflow
 from gridrider.db.calendar import work_calendar
 from gridrider.db.members import MemberRow
 from gridrider.domain import gaming, incident_actions, verification
@@ -307,10 +306,9 @@ class IncidentController(Controller):
                                services: NamedDependency[Services]) -> list[TransferTarget]:
         """The grids this incident may be handed to, nearest first: any grid for a grid member, the supervisor's
         own subtree for a supervisor (as the transfer itself checks), never the grid that has it now."""
-        if await incident_actions.Actor(me).visible(services.pool, incident_id) is None:
+        rows = await incident_actions.transfer_targets(services.pool, me, incident_id, limit=TRANSFER_TARGETS)
+        if rows is None:
             raise NotFound()
-        rows = await db_workflow.transfer_targets(services.pool, incident_id, member_id=me.id,
-                                                  anywhere=me.role in ("grid_member", "admin"), limit=TRANSFER_TARGETS)
         return [TransferTarget(**row) for row in rows]
 
     @post("/{incident_id:int}/verifications", operation_id="verifyIncident", opt=roles("courier"), status_code=201)

@@ -60,26 +60,28 @@ async def visible_incident(conn: Connection | Pool, incident_id: int, *, member_
     return dict(row) if row else None
 
 
-GRID_IN_SCOPE_SQL = """
+# Area `a` lies in the subtree of one of the member's areas (the member given as a query parameter).
+def _in_subtree_of(member_param: str) -> str:
+    return (f"EXISTS (SELECT 1 FROM member_areas ma JOIN areas s ON s.id = ma.area_id "
+            f"WHERE ma.member_id = {member_param} AND a.path LIKE s.path || '%')")
+
+
+GRID_IN_SCOPE_SQL = f"""
 SELECT a.id FROM areas a
-WHERE a.code = $1 AND a.level = 'grid'
-  AND ($3 OR EXISTS (SELECT 1 FROM member_areas ma JOIN areas s ON s.id = ma.area_id
-                     WHERE ma.member_id = $2 AND a.path LIKE s.path || '%'))
+WHERE a.code = $1 AND a.level = 'grid' AND ($3 OR {_in_subtree_of('$2')})
 """
 ANY_GRID_SQL = "SELECT id FROM areas WHERE code = $1 AND level = 'grid'"
 
 
 # The grids an incident may be handed to, nearest first: metres from the incident to each grid's bounding box
-# (0 inside it), so a grid member picks one instead of typing its code. A grid member may hand over to any
-# grid ($2); a supervisor only within their subtree, as the transfer itself checks.
+# (0 inside it), so a grid member picks one instead of typing its code. $2: the caller may hand over to any
+# grid; else only within their subtree — the same rule the transfer itself applies (domain/incident_actions).
 TRANSFER_TARGETS_SQL = f"""
 SELECT a.code, a.name_zh, a.name_en,
        round(sqrt(power(greatest(a.bbox[1] - i.lon, 0, i.lon - a.bbox[3]) * {M_PER_DEG_LAT} * cos(radians(i.lat)), 2)
                   + power(greatest(a.bbox[2] - i.lat, 0, i.lat - a.bbox[4]) * {M_PER_DEG_LAT}, 2)))::int AS distance_m
 FROM incidents i JOIN areas a ON a.level = 'grid' AND a.bbox IS NOT NULL AND a.id IS DISTINCT FROM i.area_id
-WHERE i.id = $1
-  AND ($2 OR EXISTS (SELECT 1 FROM member_areas ma JOIN areas s ON s.id = ma.area_id
-                     WHERE ma.member_id = $3 AND a.path LIKE s.path || '%'))
+WHERE i.id = $1 AND ($2 OR {_in_subtree_of('$3')})
 ORDER BY distance_m, a.code
 LIMIT $4
 """

@@ -15,7 +15,7 @@ import msgspec
 
 from gridrider.db import workflow as db_workflow
 from gridrider.db.members import MemberRow
-from gridrider.db.pool import Connection
+from gridrider.db.pool import Connection, Pool
 from gridrider.domain import gaming, notifications, points
 from gridrider.domain.workdays import WorkCalendar
 from gridrider.domain.workflow import (
@@ -174,10 +174,25 @@ async def _accept(conn, actor, incident_id, body, now, pair_collusion=gaming.DEF
     return Done(incident, await _to_reporters(conn, incident_id, notifications.REPORT_ACCEPTED, {}, now))
 
 
+def _transfers_anywhere(actor: Actor) -> bool:
+    """A grid member hands over to any grid (the right one may be outside their own), an admin too; a
+    supervisor only within their subtree."""
+    return actor.member.role == "grid_member" or actor.is_admin
+
+
+async def transfer_targets(conn: Connection | Pool, caller: MemberRow, incident_id: int, *,
+                           limit: int) -> list[dict[str, Any]] | None:
+    """The grids nearest the incident that the caller may transfer it to; None when they cannot see it."""
+    actor = Actor(caller)
+    if await actor.visible(conn, incident_id) is None:
+        return None
+    return await db_workflow.transfer_targets(conn, incident_id, member_id=caller.id,
+                                              anywhere=_transfers_anywhere(actor), limit=limit)
+
+
 async def _transfer(conn, actor, incident_id, body, now, **_):
-    # A grid member hands over to any grid (the right one may be outside their own); a supervisor
-    # within their subtree. The accept deadline does not move.
-    grid = await _grid(conn, actor, body, within_scope=actor.member.role != "grid_member")
+    # Only the rule of _transfers_anywhere decides where it may go. The accept deadline does not move.
+    grid = await _grid(conn, actor, body, within_scope=not _transfers_anywhere(actor))
     incident = await _transition(
         conn, actor, "transfer", incident_id, now, params=[grid],
         sets="area_id = $5, reached_grid_at = $4, transfers_this_cycle = i.transfers_this_cycle + 1",
