@@ -12,7 +12,7 @@ import { flush } from './js/outbox.js';
 import { notificationFrom, routeNotificationClick } from './js/sw/notifications.js';
 
 // <shell> written by `python -m gridrider.pwa_assets` from the files in pwa/; never by hand
-const VERSION = '9b0e9b19950b3eac';
+const VERSION = '05dd7450e08bff73';
 const SHELL = [
   '/',
   '/app.css',

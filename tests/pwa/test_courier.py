@@ -407,3 +407,29 @@ async def test_the_points_history_goes_back_past_the_newest_fifty(context, rider
     shown = [int(text.strip().lstrip("+")) for text in await page.locator("#ledger li strong").all_inner_texts()]
     assert shown == list(range(60, 0, -1))  # newest first, the oldest ten appended, none twice
     assert await page.locator("#ledger-earlier").count() == 0  # nothing older left
+
+    # A page still loading when the history is drawn afresh (a redemption redraws it) is dropped, not appended
+    # to the new drawing.
+    reward_id = await db.fetchval(
+        "INSERT INTO rewards (name_zh, name_en, cost, stock) VALUES ('雨衣', 'Raincoat', 5, 5) RETURNING id")
+    await page.reload()
+    await page.wait_for_selector("#ledger li >> nth=49")
+    await page.wait_for_selector(f"[data-reward='{reward_id}'] button:not([disabled])")
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_page(route):
+        held.set()
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/me/points/ledger*", slow_page)
+    await page.click("#ledger-earlier")
+    await asyncio.wait_for(held.wait(), 10)
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    async with page.expect_response(lambda r: r.url.endswith("/api/v1/me/points")):  # the redraw's summary
+        await page.click(f"[data-reward='{reward_id}'] button")
+    async with page.expect_response(lambda r: "/api/v1/me/points/ledger" in r.url):
+        release.set()
+    await page.evaluate("new Promise((done) => setTimeout(done, 200))")  # the page's handler has run
+    assert await page.locator("#ledger li").count() == 50
+    await page.unroute("**/api/v1/me/points/ledger*")

@@ -14,6 +14,7 @@ export async function pointsView(ctx) {
   const mine = h('div', { id: 'redemptions' });
   const earlier = h('div', { id: 'ledger-more' });
   let balance = 0;
+  let drawn = 0; // which drawing of the history a page belongs to: a redraw (after a redemption) starts over
 
   const ledgerRow = (row) => h('li', null,
     h('span.grow', null, t(`reason.${row.reason}`), h('span.muted', null, formatTime(row.created_at))),
@@ -25,12 +26,14 @@ export async function pointsView(ctx) {
       type: 'button', id: 'ledger-earlier',
       onclick: async (event) => {
         event.currentTarget.disabled = true;
+        const generation = drawn;
         try {
           const page = await get(`/api/v1/me/points/ledger?before=${encodeURIComponent(before)}`);
+          if (generation !== drawn) return; // the history was drawn afresh meanwhile: this page belongs to the old one
           history.append(...page.items.map(ledgerRow));
           fill(earlier, page.next ? earlierButton(page.next) : null);
         } catch (err) {
-          fill(earlier, errorBlock(err), earlierButton(before));
+          if (generation === drawn) fill(earlier, errorBlock(err), earlierButton(before));
         }
       },
     }, t('points.earlier'));
@@ -45,6 +48,7 @@ export async function pointsView(ctx) {
         h('div.muted', null, h('strong', null, String(p.provisional)), h('span', null, t('points.provisional'))),
         h('div', null, h('strong', null, String(p.month_points)), h('span', null, t('points.month'))),
         h('div', null, h('strong', null, p.rank ? `#${p.rank}` : '—'), h('span', null, t('points.rank')))));
+      drawn += 1;
       fill(history, p.ledger.length ? p.ledger.map(ledgerRow) : h('li.muted', null, t('points.noHistory')));
       fill(earlier, p.ledger_next ? earlierButton(p.ledger_next) : null);
     } catch (err) {
