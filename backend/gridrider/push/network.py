@@ -20,7 +20,7 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpcore
 import httpx
@@ -28,6 +28,7 @@ import httpx
 Address = tuple[str, int]
 Resolver = Callable[[str, int], Awaitable[list[Address]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Connected = TypeVar("Connected")
 
 
 class AddressRefused(httpcore.ConnectError):
@@ -85,6 +86,30 @@ async def vetted_addresses(network: PushNetwork, host: str, port: int) -> list[A
             # All or nothing: a name with one inward address is treated as hostile, not filtered.
             raise AddressRefused(f"{host}: resolves to a non-public address")
     return addresses
+
+
+async def connect_vetted(network: PushNetwork, host: str, port: int,
+                         connect: Callable[[str, int], Awaitable[Connected]], *,
+                         timeout: float | None = None) -> Connected:  # noqa: ASYNC109
+    """`connect(address, port)` to the first vetted address of `host` that answers; never to any other.
+
+    The one way this package opens a connection: the httpx client's streams (VettedBackend) and the
+    push sender's lanes both come through here. Raises AddressRefused, httpcore.ConnectTimeout or
+    httpcore.ConnectError (a TLS failure included, when `connect` does the handshake).
+    """
+    addresses = await vetted_addresses(network, host, port)
+    last_error: Exception | None = None
+    for ip, ip_port in addresses:
+        try:
+            async with asyncio.timeout(timeout):
+                return await connect(ip, ip_port)
+        except TimeoutError as exc:
+            last_error = httpcore.ConnectTimeout(f"{host}: connect timed out")
+            last_error.__cause__ = exc
+        except OSError as exc:  # ssl.SSLError is one
+            last_error = httpcore.ConnectError(f"{host}: {exc}")
+    assert last_error is not None
+    raise last_error
 
 
 # httpcore defines the `timeout` parameters of this interface (ASYNC109 does not apply).
@@ -156,20 +181,8 @@ class VettedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
                           local_address: str | None = None, socket_options: Iterable[Any] | None = None,
                           ) -> httpcore.AsyncNetworkStream:
-        addresses = await vetted_addresses(self._network, host, port)
-        last_error: Exception | None = None
-        for ip, ip_port in addresses:
-            try:
-                async with asyncio.timeout(timeout):
-                    reader, writer = await asyncio.open_connection(ip, ip_port)
-                return _Stream(reader, writer)
-            except TimeoutError as exc:
-                last_error = httpcore.ConnectTimeout(f"{host}: connect timed out")
-                last_error.__cause__ = exc
-            except OSError as exc:
-                last_error = httpcore.ConnectError(f"{host}: {exc}")
-        assert last_error is not None
-        raise last_error
+        reader, writer = await connect_vetted(self._network, host, port, asyncio.open_connection, timeout=timeout)
+        return _Stream(reader, writer)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109
                                   socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:

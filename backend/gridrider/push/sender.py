@@ -1,11 +1,16 @@
 """Send one encrypted Web Push message and report what the push service answered.
 
-Through httpx (its Request/Response and transport interface); each push-service origin gets a set of
-"lanes", one kept-alive HTTP/1.1 connection each, handed out from a free list, whose TCP connection
-comes from push/network.py's vetted connector. A lane that timed out or broke is closed and replaced,
-so a hanging push service holds at most its own lanes, never another service's. (httpx's default
-httpcore pool rescans every connection per request: at 32 connections that cost ~5× the CPU of the
-request itself; see `gridrider bench push`.)
+Through httpx: a message is an httpx.Request (httpx sets Host and Content-Length and normalises the
+URL and headers) handed to an httpx transport, which returns an httpx.Response. The transport is
+ours: each push-service origin gets a set of "lanes", one kept-alive HTTP/1.1 connection each,
+handed out from a free list; the connection comes from push/network.py's vetted connector and
+speaks push/http1.py's strict codec. A lane that timed out or broke is closed and replaced, so a
+hanging push service holds at most its own lanes, never another service's.
+
+What this replaced, and why (`gridrider bench push`, CPU per message): httpx's default httpcore pool
+rescans every connection per request (~5× the request's own CPU at 32 connections) and goes through
+anyio; asyncio streams cost a future, a drain and two timeouts per exchange; h11 cost ~80 µs per
+exchange, as much as the message's encryption.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import email.utils
 import ssl
 import time
 
-import h11
 import httpcore
 import httpx
 
-from gridrider.push.network import AddressRefused, PushNetwork, VettedBackend
+from gridrider.push import http1
+from gridrider.push.network import AddressRefused, PushNetwork, connect_vetted
 from gridrider.push.vapid import VapidKey, VapidKeyring
 
 MAX_PLAINTEXT_BYTES = 3000  # RFC 8291 leaves 3,993; 3,000 keeps every push service (and Apple's) happy
@@ -43,7 +48,11 @@ class PushTarget:
 
     @property
     def origin(self) -> str:
-        scheme, _, rest = self.endpoint.partition("://")
+        return self.origin_of(self.endpoint)
+
+    @staticmethod
+    def origin_of(endpoint: str) -> str:
+        scheme, _, rest = endpoint.partition("://")
         return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
@@ -54,102 +63,138 @@ class PushReply:
     retry_after_s: float | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PushMessage:
+    origin: str  # scheme://host[:port]: which lanes carry it
+    request: httpx.Request
+
+
 class _ClosedBeforeAnswer(Exception):
     """The connection ended before any byte of an answer arrived."""
 
 
-class _Lane(httpx.AsyncBaseTransport):
-    """One kept-alive HTTP/1.1 connection to one push service, as an httpx transport (h11 speaks the protocol).
+class _LaneConnection(asyncio.Protocol):
+    """One TLS connection of a lane; the answer is read straight from the transport's callbacks.
 
-    httpcore's pool, which httpx uses by default, spent ~30% of a send in anyio locks and cancel
-    scopes and rescans its connections per request; a lane carries one request at a time, so it
-    needs neither. The TCP connection comes from the vetted connector (push/network.py).
+    A protocol rather than asyncio streams: at thousands of messages a second the stream layer's
+    per-read futures, drains and timeouts cost more CPU than reading the answer itself.
     """
 
-    def __init__(self, backend: VettedBackend, ssl_context: ssl.SSLContext) -> None:
-        self._backend = backend
-        self._ssl_context = ssl_context
-        self._stream: httpcore.AsyncNetworkStream | None = None
-        self._h11: h11.Connection | None = None
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._reader = http1.AnswerReader()
+        self._waiter: asyncio.Future[http1.Answer] | None = None
+        self._trusted = True  # until it answers something unasked, badly, or not to be kept alive
 
-    async def _connection(self, host: str, port: int) -> tuple[httpcore.AsyncNetworkStream, h11.Connection, bool]:
-        """The lane's connection, and whether it is a reused one; one the server has visibly closed is replaced."""
-        stream, conn = self._stream, self._h11
-        if stream is not None and conn is not None and conn.our_state is h11.IDLE \
-                and not stream.get_extra_info("is_readable"):
-            return stream, conn, True
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio.Transport
+
+    @property
+    def reusable(self) -> bool:
+        """Open, trusted, and quiet since its last answer (a server that closed it idle has said so)."""
+        return self._trusted and self._reader.idle and not self.transport.is_closing()
+
+    async def exchange(self, request: httpx.Request) -> http1.Answer:
+        """Send `request` and wait for its answer (the caller's timeout bounds the wait)."""
+        assert self._waiter is None and self.transport is not None
+        # httpx.Request has set Host (the push service's name) and Content-Length.
+        try:
+            payload = http1.encode_request(request.url.raw_path, request.headers.raw, request.content)
+        except ValueError as exc:  # a header or path that could split the request: a failed send, never a crash
+            raise httpcore.LocalProtocolError(str(exc)) from None
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            self.transport.write(payload)
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self._fail(http1.AnswerError("an answer nobody asked for"))  # not trusted again
+            return
+        try:
+            answer = self._reader.feed(data)
+        except http1.AnswerError as exc:
+            self._fail(exc)
+            return
+        if answer is not None:
+            if not answer.keep_alive:
+                self._trusted = False
+                self.transport.close()
+            waiter.set_result(answer)
+
+    def eof_received(self) -> bool:
+        return False  # close the transport; connection_lost tells a waiting exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._trusted = False
+        if self._waiter is not None and not self._waiter.done():
+            if self._reader.idle:
+                self._waiter.set_exception(_ClosedBeforeAnswer())
+            else:
+                self._waiter.set_exception(httpcore.RemoteProtocolError("connection closed in the middle of an answer"))
+
+    def _fail(self, exc: Exception) -> None:
+        self._trusted = False
+        self.transport.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(httpcore.RemoteProtocolError(str(exc)))
+
+
+class _Lane(httpx.AsyncBaseTransport):
+    """One kept-alive HTTP/1.1 connection to one push service, as an httpx transport.
+
+    A lane carries one request at a time, so it needs none of a pool's locks; its connection comes
+    from the vetted connector (push/network.py).
+    """
+
+    def __init__(self, network: PushNetwork, ssl_context: ssl.SSLContext) -> None:
+        self._network = network
+        self._ssl_context = ssl_context
+        self._connection: _LaneConnection | None = None
+
+    async def _connect(self, host: str, port: int) -> tuple[_LaneConnection, bool]:
+        """The lane's connection, and whether it is a reused one; one the server has closed is replaced."""
+        connection = self._connection
+        if connection is not None and connection.reusable:
+            return connection, True
         await self.aclose()
-        stream = await self._backend.connect_tcp(host, port)
-        stream = await stream.start_tls(self._ssl_context, server_hostname=host)
-        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=64 * 1024)
-        self._stream, self._h11 = stream, conn
-        return stream, conn, False
+        loop = asyncio.get_running_loop()
+        _, connection = await connect_vetted(
+            self._network, host, port,
+            lambda ip, ip_port: loop.create_connection(_LaneConnection, ip, ip_port, ssl=self._ssl_context,
+                                                       server_hostname=host))
+        self._connection = connection
+        return connection, False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        stream, conn, reused = await self._connection(url.host, url.port or 443)
         try:
-            return await self._exchange(stream, conn, request)
-        except _ClosedBeforeAnswer:
-            if not reused:
-                raise httpcore.RemoteProtocolError("connection closed before a response") from None
-        # The server had closed this idle keep-alive connection before our request reached it (it
-        # answered nothing): the request goes once more, on a new connection.
-        stream, conn, _ = await self._connection(url.host, url.port or 443)
-        try:
-            return await self._exchange(stream, conn, request)
-        except _ClosedBeforeAnswer:
-            raise httpcore.RemoteProtocolError("connection closed before a response") from None
-
-    async def _exchange(self, stream: httpcore.AsyncNetworkStream, conn: h11.Connection,
-                        request: httpx.Request) -> httpx.Response:
-        url = request.url
-        # httpx.Request has set Host (the push service's name) and Content-Length.
-        head = conn.send(h11.Request(method=request.method, target=url.raw_path, headers=request.headers.raw))
-        response: h11.Response | None = None
-        body = bytearray()
-        try:
+            connection, reused = await self._connect(url.host, url.port or 443)
             try:
-                await stream.write(head + conn.send(h11.Data(data=request.content)) + conn.send(h11.EndOfMessage()))
-            except httpcore.WriteError:
-                raise _ClosedBeforeAnswer() from None
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    try:
-                        data = await stream.read(65536)
-                    except httpcore.ReadError:
-                        data = b""
-                    if not data and response is None:
-                        raise _ClosedBeforeAnswer()
-                    conn.receive_data(data)
-                elif isinstance(event, h11.Response):
-                    response = event
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > 64 * 1024:  # push services answer with small bodies
-                        raise httpcore.RemoteProtocolError("response body too large")
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    break
-        except h11.ProtocolError as exc:
-            await self.aclose()
-            raise httpcore.RemoteProtocolError(str(exc)) from exc
-        except BaseException:  # closed early, timed out, cancelled: the connection's state is unknown
+                answer = await connection.exchange(request)
+            except _ClosedBeforeAnswer:
+                if not reused:
+                    raise httpcore.RemoteProtocolError("connection closed before a response") from None
+                # The server had closed this idle keep-alive connection before our request reached it (it
+                # answered nothing): the request goes once more, on a new connection.
+                connection, _ = await self._connect(url.host, url.port or 443)
+                try:
+                    answer = await connection.exchange(request)
+                except _ClosedBeforeAnswer:
+                    raise httpcore.RemoteProtocolError("connection closed before a response") from None
+        except BaseException:  # refused, broken, timed out, cancelled: the connection's state is unknown
             await self.aclose()
             raise
-        if response is None:
-            await self.aclose()
-            raise httpcore.RemoteProtocolError("connection closed before a response")
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-        else:
-            await self.aclose()  # not reusable (Connection: close, or an unread remainder)
-        return httpx.Response(status_code=response.status_code, headers=response.headers, content=bytes(body))
+        # The body as a stream httpx does not copy again (nothing reads a push service's answer body).
+        return httpx.Response(status_code=answer.status, headers=answer.headers, stream=httpx.ByteStream(answer.body))
 
     async def aclose(self) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
-        self._stream = self._h11 = None
+        if self._connection is not None and self._connection.transport is not None:
+            self._connection.transport.close()
+        self._connection = None
 
 
 class _Origin:
@@ -175,7 +220,6 @@ class PushSender:
     def __init__(self, keyring: VapidKeyring, network: PushNetwork, *, timeout_s: float, lanes_per_origin: int) -> None:
         self.keyring = keyring
         self._network = network
-        self._backend = VettedBackend(network)
         self._ssl_context = network.make_ssl_context()  # one per sender: making one costs milliseconds
         self._timeout_s = timeout_s
         self._lanes_per_origin = lanes_per_origin
@@ -187,15 +231,17 @@ class PushSender:
             slot = self._origins[origin] = _Origin(self._lanes_per_origin)
         if slot.free.empty() and slot.made < slot.size:
             slot.made += 1
-            return _Lane(self._backend, self._ssl_context)
+            return _Lane(self._network, self._ssl_context)
         return await slot.free.get()
 
-    async def send(self, target: PushTarget, key: VapidKey, plaintext: bytes, *, ttl_s: int, urgency: str,
-                   topic: str | None) -> PushReply:
+    def prepare(self, target: PushTarget, key: VapidKey, plaintext: bytes, *, ttl_s: int, urgency: str,
+                topic: str | None) -> PushMessage:
+        """The encrypted, signed request for one subscription (CPU only: a fan-out prepares them in runs)."""
         assert ttl_s > 0 and len(plaintext) <= MAX_PLAINTEXT_BYTES
         body = key.encrypt(plaintext, target)
+        origin = target.origin
         headers = {
-            "authorization": self.keyring.authorization(key, target.origin),
+            "authorization": self.keyring.authorization(key, origin),
             "content-encoding": "aes128gcm",
             "content-type": "application/octet-stream",
             "ttl": str(ttl_s),
@@ -203,8 +249,15 @@ class PushSender:
         }
         if topic:
             headers["topic"] = topic
-        request = httpx.Request("POST", target.endpoint, headers=headers, content=body)
-        origin = target.origin
+        return PushMessage(origin, httpx.Request("POST", target.endpoint, headers=headers, content=body))
+
+    async def send(self, target: PushTarget, key: VapidKey, plaintext: bytes, *, ttl_s: int, urgency: str,
+                   topic: str | None) -> PushReply:
+        return await self.deliver(self.prepare(target, key, plaintext, ttl_s=ttl_s, urgency=urgency, topic=topic))
+
+    async def deliver(self, message: PushMessage) -> PushReply:
+        """Send a prepared message on one of its push service's lanes, within the send timeout."""
+        origin, request = message.origin, message.request
         lane = await self._take_lane(origin)
         healthy = False
         try:
@@ -224,7 +277,7 @@ class PushSender:
             else:
                 # Timed out, refused, broken or cancelled: its connection state is unknown, so it goes,
                 # and a fresh lane takes its place for whoever waits (none waits for a lost one).
-                self._origins[origin].free.put_nowait(_Lane(self._backend, self._ssl_context))
+                self._origins[origin].free.put_nowait(_Lane(self._network, self._ssl_context))
                 await lane.aclose()
         return PushReply(response.status_code, retry_after_s=_retry_after(response.headers.get("retry-after")))
 
