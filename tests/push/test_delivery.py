@@ -371,3 +371,50 @@ async def test_a_connection_the_push_service_closed_while_idle_is_replaced(push_
         await push.aclose()
     assert (first.status, second.status) == (201, 201), second.error
     assert [m.json["n"] for m in push_service.received] == [1, 2]
+
+
+async def test_a_hanging_push_service_does_not_hold_up_another(
+    push_client, push_service, login, settings, clock, db, vapid_pem, tmp_path,
+):
+    """Every connection to one push service hangs; the other service's messages all go out meanwhile."""
+    from gridrider.push.endpoints import check_keys
+    from gridrider.push.network import PushNetwork
+    from tests.push.push_service import PushService
+
+    settings = make_settings(tmp_path / "d", settings.database_url, settings.redis_url, vapid_pem,
+                             push_timeout_s=3.0, push_concurrency=4)
+    async with PushService("push.hanging.test") as hanging:
+        services = {push_service.host_name: push_service, hanging.host_name: hanging}
+
+        async def resolve(host: str, port: int) -> list[tuple[str, int]]:
+            return [("127.0.0.1", services[host].port)]
+
+        ssl_context = push_service.client_ssl_context()
+        ssl_context.load_verify_locations(cadata=hanging.client_ssl_context().get_ca_certs(binary_form=True)[0])
+        network = PushNetwork(resolve=resolve, address_allowed=lambda a: a == ipaddress.ip_address("127.0.0.1"),
+                              ssl_context=ssl_context, extra_hosts=frozenset(services))
+        grid_id = await db.fetchval("SELECT id FROM areas WHERE code = $1", GRID)
+        key_id = VapidKeyring.from_text(vapid_pem, settings.vapid_subject).current.id
+        # Twice as many hanging messages as lanes, listed first: each lane of the hanging service waits
+        # out two timeouts, while the other service's hundred go out on their own lanes.
+        browsers = [hanging.new_subscription("slow") for _ in range(8)] + \
+                   [push_service.new_subscription() for _ in range(100)]
+        async with db.acquire() as conn, conn.transaction():
+            member_id = await conn.fetchval(
+                "INSERT INTO members (role, pseudonym, phone, status) VALUES ('grid_member', 'gm-two', '13600000999',"
+                " 'active') RETURNING id")
+            await conn.execute("INSERT INTO member_areas (member_id, area_id) VALUES ($1, $2)", member_id, grid_id)
+            for browser in browsers:
+                point, secret = check_keys(browser["keys"]["p256dh"], browser["keys"]["auth"])
+                await conn.execute(
+                    "INSERT INTO push_subscriptions (member_id, endpoint, p256dh, auth, vapid_key_id)"
+                    " VALUES ($1, $2, $3, $4, $5)", member_id, browser["endpoint"], point, secret, key_id)
+        await report(push_client, clock, await login("courier", "13900000069", [GRID]))
+        started = time.monotonic()
+        await run_burst(settings, clock, push_network=network)
+        finished = time.monotonic()
+    states = [s for s, _ in (await deliveries(db)).values()]
+    assert states.count("sent") == 100 and states.count("pending") == 8
+    # The hundred were all in before the first hanging request timed out (3 s); the job took two timeouts.
+    assert max(m.arrived_at for m in push_service.received) - started < 3.0 <= finished - started - 3.0
+    assert hanging.requests == 8
