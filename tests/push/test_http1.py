@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 
 import h11
 import pytest
@@ -124,6 +125,54 @@ def test_a_connection_ending_mid_answer_is_an_error_and_between_answers_is_not()
     reader.feed(b"HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\nabc")
     with pytest.raises(http1.AnswerError):
         reader.feed_eof()
+
+
+def _random_answer(rng: random.Random) -> bytes:
+    """An answer built from the parts the reader decides on, each often wrong."""
+    lines = [rng.choice([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b"http/1.1", b"HTTP/1.1 "]) + b" "
+             + rng.choice([b"201", b"2O1", b"999", b"1", b"429", b"103", b"101", b"204", b""])
+             + rng.choice([b" Created", b"", b" ", b" \x00", b" \xe5\x8f\x91"])]
+    for _ in range(rng.randint(0, 5)):
+        name = rng.choice([b"Content-Length", b"content-length", b"Transfer-Encoding", b"Connection", b"Retry-After",
+                           b"X", b"Bad Name", b"", b" Folded"])
+        alphabet = rng.choice([b"0123456789-+, ", b"0123456789-+, \t\x00\r\nabcloseuhkd\x7f\xff"])
+        value = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        lines.append(name + rng.choice([b": ", b":", b" : ", b""]) + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + b"x" * rng.randint(0, 20)
+
+
+def _mangled(rng: random.Random) -> bytes:
+    """A well-formed answer with a few bytes inserted, removed or replaced."""
+    data = bytearray(rng.choice([
+        CREATED, b"HTTP/1.1 429 Slow\r\nRetry-After: 3\r\nContent-Length: 4\r\n\r\nwait",
+        b"HTTP/1.1 103 Early\r\n\r\nHTTP/1.1 201 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]))
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(data) + 1)
+        match rng.randrange(3):
+            case 0:
+                data[at:at] = bytes(rng.choice(b"\r\n :,0123456789-\x00\xff\t") for _ in range(rng.randint(1, 6)))
+            case 1:
+                del data[at:at + rng.randint(1, 6)]
+            case _:
+                data[at:at + 1] = bytes([rng.randrange(256)])
+    return bytes(data)
+
+
+def test_any_answer_is_read_or_refused_and_never_raises_anything_else():
+    """Whatever a push service (or anything between) sends, the lane gets an answer, None or AnswerError:
+    any other exception would escape the protocol callback and leave the send waiting for its timeout."""
+    rng = random.Random(20261127)
+    outcomes = {"answer": 0, "incomplete": 0, "refused": 0}
+    for n in range(20_000):
+        data = _random_answer(rng) if n % 2 else _mangled(rng)
+        reader, cut = http1.AnswerReader(), rng.randrange(len(data) + 1)
+        try:
+            answer = reader.feed(data[:cut]) or reader.feed(data[cut:])
+        except http1.AnswerError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["answer" if answer is not None else "incomplete"] += 1
+    assert all(outcomes.values()), outcomes  # the inputs reached every kind of outcome
 
 
 # ── on the wire, through the push sender ───────────────────────────────────────────────────────────
