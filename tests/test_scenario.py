@@ -55,7 +55,10 @@ async def test_a_hazard_from_report_to_upheld_appeal(push_client, push_service, 
     await workers()
     incident_id = (await client.get(f"/api/v1/reports/{reply.json()['id']}", headers=rider.headers)).json()[
         "incident_id"]
-    [alert] = push_service.messages_for(member_phone)
+    alerts = push_service.messages_for(member_phone)
+    assert len(alerts) == 1, (push_service.rejected, [dict(r) for r in await db.fetch(
+        "SELECT target, state, attempts, last_status, last_error FROM deliveries WHERE channel = 'webpush'")])
+    [alert] = alerts
     say(f"1. rider reported → incident {incident_id}; grid member's push: {alert.json['title']} — {alert.json['body']}")
 
     # 2. The grid member accepts and resolves with an after-photo.

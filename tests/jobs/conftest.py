@@ -1,5 +1,6 @@
 import asyncio
 import contextlib
+import time
 
 import pytest
 
@@ -42,9 +43,13 @@ async def run_worker_until(settings, clock, done, *, timeout_s: float = 20.0) ->
 
     worker = build_worker(settings, clock=clock, handle_signals=False, with_crons=False)
     task = asyncio.create_task(worker.main())
+    deadline = time.monotonic() + timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             while not await done():
+                # Also by the clock: a cancellation swallowed on the way would leave asyncio.timeout spent.
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the worker did not finish within {timeout_s} s")
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()
