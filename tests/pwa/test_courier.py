@@ -157,8 +157,12 @@ async def test_an_answer_lost_on_the_way_back_is_sent_again_and_stored_once(cont
     await mark_and_finish(page, category="damaged_pole", photo=photo_path)
     await page.goto("/#/reports")
     assert await wait_until(lambda: _equals(count_reports(db), 1))
+    # Nothing waits on the phone although it never heard the first 201: the report went again under the
+    # same client_id and the server replayed its answer. Who sent it again is not asserted: the app after
+    # its backoff (routed here, a second entry in `posts`), or the service worker's background sync, whose
+    # requests Playwright does not route — on a loaded CI machine it was the worker, and `posts` stayed 1.
     await nothing_waits(page)
-    assert len(posts) >= 2  # sent again under the same client_id after the backoff; the server replayed it
+    assert posts
     await asyncio.sleep(1)
     assert await count_reports(db) == 1
 
