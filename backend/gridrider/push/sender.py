@@ -126,6 +126,7 @@ class _LaneConnection(asyncio.Protocol):
             waiter.set_result(answer)
 
     def eof_received(self) -> bool:
+        self._trusted = False  # the server is done with it, even before connection_lost arrives
         return False  # close the transport; connection_lost tells a waiting exchange
 
     def connection_lost(self, exc: Exception | None) -> None:
