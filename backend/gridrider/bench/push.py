@@ -68,6 +68,22 @@ def _gc_time() -> Iterator[list[float]]:
         gc.callbacks.remove(measure)
 
 
+def _ecdh_speed() -> str:
+    """How fast this machine is right now, in the unit a delivery spends most on: one P-256 ECDH.
+
+    On a shared (virtual) machine the same code's figures move with its neighbours; this line lets two
+    runs be compared. It was 47 µs when docs/capacity.md's push figures were taken, 60 µs an hour later
+    on the same machine, when the fan-out gave 2,750–3,200/s instead of 3,290–3,630/s.
+    """
+    import timeit
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    mine, theirs = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1()).public_key()
+    seconds = min(timeit.repeat(lambda: mine.exchange(ec.ECDH(), theirs), number=2000, repeat=3)) / 2000
+    return f"one P-256 ECDH takes {seconds * 1e6:.0f} µs on this machine now"
+
+
 def _sink_network(port: int, ca_path: Path):
     import ipaddress
 
@@ -186,7 +202,7 @@ async def _fan_out(settings: Settings, network, sink_port: int, ca_path: Path, s
                          "garbage collection")
         best = max(received / wall for wall, _, received, _ in runs)
         lines.append(f"fan-out best: {best:,.0f} deliveries/s per worker process (goal ≥3,000); "
-                     f"load average {_load_average()}")
+                     f"load average {_load_average()}; {_ecdh_speed()}")
     finally:
         await services.push.aclose()
         await pool.close()
