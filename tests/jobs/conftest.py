@@ -55,4 +55,13 @@ async def run_worker_until(settings, clock, done, *, timeout_s: float = 20.0) ->
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.close()
+        # arq's close waits for the jobs it is running. One stuck job (a CI run once hung here for pytest's
+        # 300 s, and the worker, left running in the session's loop, then took later tests' jobs) must end
+        # this test, not every test after it: its tasks are cancelled, and shown if they do not stop.
+        for job_task in list(worker.tasks.values()):
+            job_task.cancel()
+        try:
+            await asyncio.wait_for(worker.close(), 10)
+        except TimeoutError:
+            stacks = [f"{t.get_name()}: {t.get_stack(limit=8)}" for t in worker.tasks.values() if not t.done()]
+            raise AssertionError(f"the worker's jobs did not stop: {stacks}") from None
