@@ -62,7 +62,8 @@ class AnswerReader:
     """Reads one answer at a time from the bytes of one connection.
 
     `feed` returns the Answer once its head (and, if it is to be read, its body) is complete, else
-    None; `feed_eof` says the connection ended. Raises AnswerError for anything malformed.
+    None, and raises AnswerError for anything malformed. `idle` says no answer is half-read: a
+    connection that ends while it is False ended mid-answer (the lane's connection_lost asks).
     """
 
     def __init__(self) -> None:
@@ -97,12 +98,6 @@ class AnswerReader:
         self._buffer.clear()
         self._head = None
         return Answer(status, headers, body, keep_alive=keep_alive and not unasked)
-
-    def feed_eof(self) -> Answer | None:
-        """The connection ended: a complete answer if one was pending, else None (AnswerError if cut short)."""
-        if self._head is not None or self._buffer:
-            raise AnswerError("connection closed in the middle of an answer")
-        return None
 
     @property
     def idle(self) -> bool:
